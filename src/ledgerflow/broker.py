@@ -1,0 +1,182 @@
+"""RabbitMQ: consuming the transactions queue with pika's asyncio adapter.
+
+pika parses frames several times faster than the pure-asyncio clients (see
+docs/design.md for the measurements), and its asyncio adapter runs on ledgerflow's own
+event loop, so deliveries reach the batcher without crossing threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pika
+import pika.channel
+import pika.exceptions
+import pika.spec
+from pika.adapters.asyncio_connection import AsyncioConnection
+
+from ledgerflow.ingest import Delivery
+
+
+class BrokerError(Exception):
+    """RabbitMQ is unreachable, refused an operation, or closed the connection."""
+
+
+def connection_parameters(url: str) -> pika.URLParameters:
+    """pika parameters for ``url`` with ledgerflow's timeouts and client name."""
+    params = pika.URLParameters(url)
+    params.connection_attempts = 1
+    params.socket_timeout = 10
+    params.blocked_connection_timeout = 60
+    params.client_properties = {"connection_name": "ledgerflow"}
+    return params
+
+
+def _describe(reason: object) -> str:
+    if isinstance(
+        reason, pika.exceptions.ChannelClosedByBroker | pika.exceptions.ConnectionClosedByBroker
+    ):
+        return f"{reason.reply_code} {reason.reply_text}"
+    return str(reason) or type(reason).__name__
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # A failure nobody waits for any more (the worker is shutting down) is not news.
+    if not future.cancelled():
+        future.exception()
+
+
+def _properties(props: pika.spec.BasicProperties) -> dict[str, Any]:
+    return {key: value for key, value in vars(props).items() if value is not None}
+
+
+class QueueConsumer:
+    """Consumes one queue as its exclusive consumer, handing each delivery to ``on_delivery``.
+
+    The queue is declared as the original producer declares it (durable, no arguments),
+    so it can exist before ledgerflow starts. The consumer is exclusive: RabbitMQ itself
+    refuses a second consumer on the queue while this one lives.
+    """
+
+    def __init__(
+        self, url: str, queue: str, prefetch: int, on_delivery: Callable[[Delivery], None]
+    ) -> None:
+        self._params = connection_parameters(url)
+        self._queue = queue
+        self._prefetch = prefetch
+        self._on_delivery = on_delivery
+        self._connection: AsyncioConnection | None = None
+        self._channel: pika.channel.Channel | None = None
+        self._consumer_tag: str | None = None
+        self._waiting: set[asyncio.Future[Any]] = set()
+        self._closed: asyncio.Future[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        """Connect, declare the queue and start consuming; raise BrokerError on failure."""
+        loop = asyncio.get_running_loop()
+        self._closed = loop.create_future()
+        self._closed.add_done_callback(_retrieve)
+        opened: asyncio.Future[Any] = self._future()
+        self._connection = AsyncioConnection(
+            self._params,
+            on_open_callback=lambda conn: self._resolve(opened, conn),
+            on_open_error_callback=lambda _conn, err: self._fail_all(err),
+            on_close_callback=lambda _conn, reason: self._fail_all(reason),
+            custom_ioloop=loop,
+        )
+        await opened
+        channel_opened: asyncio.Future[Any] = self._future()
+        self._connection.channel(on_open_callback=lambda ch: self._resolve(channel_opened, ch))
+        self._channel = await channel_opened
+        self._channel.add_on_close_callback(lambda _ch, reason: self._fail_all(reason))
+        await self._call(self._channel.queue_declare, queue=self._queue, durable=True)
+        await self._call(self._channel.basic_qos, prefetch_count=self._prefetch)
+        consumed: asyncio.Future[Any] = self._future()
+        self._consumer_tag = self._channel.basic_consume(
+            self._queue,
+            self._on_message,
+            auto_ack=False,
+            exclusive=True,
+            callback=lambda frame: self._resolve(consumed, frame),
+        )
+        await consumed
+
+    def ack(self, delivery_tag: int) -> None:
+        """Acknowledge every delivery up to and including ``delivery_tag``."""
+        if self._channel is None or not self._channel.is_open:
+            raise BrokerError("cannot acknowledge: the channel is closed")
+        self._channel.basic_ack(delivery_tag, multiple=True)
+
+    async def stop_consuming(self) -> None:
+        """Ask RabbitMQ to stop delivering; deliveries already received stay ours to ack."""
+        if self._channel is not None and self._channel.is_open and self._consumer_tag:
+            tag, self._consumer_tag = self._consumer_tag, None
+            await self._call(self._channel.basic_cancel, consumer_tag=tag)
+
+    async def closed(self) -> None:
+        """Wait until the connection closes unexpectedly, then raise BrokerError."""
+        assert self._closed is not None, "start() first"
+        await self._closed
+
+    async def close(self) -> None:
+        """Close the connection; unacknowledged deliveries go back to the queue."""
+        self._closing = True
+        connection, self._connection = self._connection, None
+        if connection is None or connection.is_closed:
+            return
+        done: asyncio.Future[Any] = self._future()
+        if not connection.is_closing:
+            connection.close()
+        with contextlib.suppress(BrokerError, TimeoutError):
+            await asyncio.wait_for(done, 5)
+
+    def _on_message(
+        self,
+        _channel: pika.channel.Channel,
+        method: pika.spec.Basic.Deliver,
+        props: pika.spec.BasicProperties,
+        body: bytes,
+    ) -> None:
+        self._on_delivery(
+            Delivery(
+                body=body,
+                tag=method.delivery_tag,
+                redelivered=method.redelivered,
+                received_at=datetime.now(UTC),
+                message_id=props.message_id,
+                properties=_properties(props),
+            )
+        )
+
+    def _future(self) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.add(future)
+        future.add_done_callback(self._waiting.discard)
+        future.add_done_callback(_retrieve)
+        return future
+
+    async def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
+        done = self._future()
+        method(callback=lambda frame: self._resolve(done, frame), **kwargs)
+        return await done
+
+    @staticmethod
+    def _resolve(future: asyncio.Future[Any], value: Any) -> None:
+        if not future.done():
+            future.set_result(value)
+
+    def _fail_all(self, reason: object) -> None:
+        error = BrokerError(f"RabbitMQ: {_describe(reason)}")
+        for future in list(self._waiting):
+            if not future.done():
+                future.set_exception(error)
+        if self._closed is not None and not self._closed.done():
+            if self._closing:
+                self._closed.set_result(None)
+            else:
+                self._closed.set_exception(error)

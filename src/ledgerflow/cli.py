@@ -1,0 +1,183 @@
+"""The ``ledgerflow`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import click
+import psycopg
+import structlog
+
+from ledgerflow import database, logs
+from ledgerflow.broker import BrokerError
+from ledgerflow.database import DatabaseError
+from ledgerflow.producer import Pace, produce, provider_ids, seed_example_data
+from ledgerflow.settings import ConfigError, Settings, load_settings
+
+log = structlog.get_logger("ledgerflow")
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@click.group()
+@click.version_option(package_name="ledgerflow")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Transactions from RabbitMQ into PostgreSQL; balances into KeyDB every minute.
+
+    Configuration comes from LEDGERFLOW_* environment variables (and a .env file).
+    """
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    logs.configure(settings.log_level, settings.log_format)
+    ctx.obj = settings
+
+
+@main.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Create the database if needed and apply ledgerflow's migrations."""
+    settings = _settings(ctx)
+
+    async def apply() -> None:
+        if await database.ensure_database(settings.database_url):
+            log.info("database.created", database=database.describe(settings.database_url))
+        conn = await database.connect(settings.database_url)
+        async with conn:
+            applied = await database.migrate(conn)
+        log.info("database.migrated", applied=[f"{m.version:03d}_{m.name}" for m in applied])
+
+    _run_or_explain(lambda: asyncio.run(apply()))
+
+
+@main.command()
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Consume transactions and publish balances; a second worker waits as a standby.
+
+    Stops cleanly on SIGTERM or SIGINT: it stops taking messages, commits and
+    acknowledges what it holds, and exits 0.
+    """
+    from ledgerflow.worker import Worker
+
+    settings = _settings(ctx)
+
+    async def serve() -> None:
+        await _require_migrated(settings.database_url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        log.info("worker.starting", instance=settings.instance, queue=settings.queue)
+        await Worker(settings).run(stop)
+        log.info("worker.stopped", instance=settings.instance)
+
+    _run_or_explain(lambda: asyncio.run(serve()))
+
+
+@main.command(name="produce")
+@click.option("--count", type=click.IntRange(min=1), help="Stop after this many messages.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Messages per second (default: one every 10 to 40 s, like the original).",
+)
+@click.option("--random-seed", type=int, help="Seed for the random providers, values and pauses.")
+@click.option(
+    "--seed-data/--no-seed-data",
+    default=True,
+    show_default=True,
+    help="Seed the example providers and transactions into an empty database first.",
+)
+@click.pass_context
+def produce_command(
+    ctx: click.Context,
+    count: int | None,
+    rate: float | None,
+    random_seed: int | None,
+    seed_data: bool,
+) -> None:
+    """Publish example transactions to the queue, like the original producer."""
+    settings = _settings(ctx)
+    seed = random_seed if random_seed is not None else random.SystemRandom().randrange(2**32)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    def publish() -> None:
+        with psycopg.connect(settings.database_url, connect_timeout=10) as conn:
+            if seed_data:
+                _prepare(settings)
+                if seed_example_data(conn):
+                    log.info("producer.seeded", providers=2, transactions=3)
+            providers = provider_ids(conn)
+        log.info("producer.starting", queue=settings.queue, random_seed=seed, rate=rate)
+        sent = produce(
+            settings.amqp_url,
+            settings.queue,
+            providers,
+            random.Random(seed),
+            Pace(rate),
+            stop,
+            count,
+        )
+        log.info("producer.stopped", sent=sent)
+
+    _run_or_explain(publish)
+
+
+@main.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run everything locally in the foreground: migrate, seed, worker and producer."""
+    from ledgerflow.supervisor import run_local
+
+    settings = _settings(ctx)
+    _run_or_explain(lambda: _prepare(settings))
+    sys.exit(run_local(settings))
+
+
+def _prepare(settings: Settings) -> None:
+    async def apply() -> None:
+        await database.ensure_database(settings.database_url)
+        conn = await database.connect(settings.database_url)
+        async with conn:
+            await database.migrate(conn)
+
+    asyncio.run(apply())
+
+
+async def _require_migrated(url: str) -> None:
+    conn = await database.connect(url)
+    async with conn:
+        missing = await database.pending_migrations(conn)
+    if missing:
+        names = ", ".join(f"{m.version:03d}_{m.name}" for m in missing)
+        raise DatabaseError(f"the database lacks migrations {names}: run `ledgerflow migrate`")
+
+
+def _run_or_explain(action: Callable[[], Any]) -> None:
+    """Run ``action``; turn a dependency failure into one clear line and exit code 1."""
+    try:
+        action()
+    except (ConfigError, DatabaseError, BrokerError, psycopg.OperationalError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        import pika.exceptions
+
+        if isinstance(exc, pika.exceptions.AMQPError):
+            raise click.ClickException(f"RabbitMQ: {exc!r}") from None
+        raise

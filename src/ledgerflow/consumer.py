@@ -1,0 +1,90 @@
+"""Turning a stream of deliveries into committed, acknowledged batches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import structlog
+
+from ledgerflow.ingest import BatchResult, BatchWriter, Delivery
+
+log = structlog.get_logger(__name__)
+
+
+class BatchingConsumer:
+    """Collects deliveries and commits them in batches, acknowledging after each commit.
+
+    A batch closes when it holds ``batch_size`` messages or ``max_wait`` seconds after its
+    first message arrived, whichever comes first. While one batch is being committed the
+    next one fills, so the broker and the database work at the same time. A message is
+    acknowledged (multiple=True up to the batch's last delivery tag) only once the
+    transaction that recorded it has committed.
+    """
+
+    def __init__(
+        self,
+        writer: BatchWriter,
+        ack: Callable[[int], None],
+        batch_size: int,
+        max_wait: float,
+        on_batch: Callable[[BatchResult, float], None] | None = None,
+    ) -> None:
+        self._writer = writer
+        self._ack = ack
+        self._batch_size = batch_size
+        self._max_wait = max_wait
+        self._on_batch = on_batch
+        self._pending: list[Delivery] = []
+        self._nonempty = asyncio.Event()
+        self._full = asyncio.Event()
+        self._finishing = False
+
+    def deliver(self, delivery: Delivery) -> None:
+        """Take one delivery from the broker (called on the event loop, never blocks)."""
+        self._pending.append(delivery)
+        self._nonempty.set()
+        if len(self._pending) >= self._batch_size:
+            self._full.set()
+
+    @property
+    def pending(self) -> int:
+        """Deliveries received and not yet committed."""
+        return len(self._pending)
+
+    def finish(self) -> None:
+        """Commit what is pending without waiting for full batches, then let ``run`` return.
+
+        Call it once the broker has stopped delivering.
+        """
+        self._finishing = True
+        self._nonempty.set()
+        self._full.set()
+
+    async def run(self) -> None:
+        """Commit batches until ``finish`` was called and nothing is pending."""
+        while True:
+            await self._nonempty.wait()
+            if not self._pending:
+                return
+            if not self._full.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self._max_wait)
+            await self._commit_one()
+
+    async def _commit_one(self) -> None:
+        batch = self._pending[: self._batch_size]
+        started = asyncio.get_running_loop().time()
+        result = await self._writer.write(batch)
+        # Only now may the batch leave the queue; concurrent deliveries were appended after it.
+        del self._pending[: len(batch)]
+        self._ack(batch[-1].tag)
+        if not self._finishing:
+            if not self._pending:
+                self._nonempty.clear()
+            if len(self._pending) < self._batch_size:
+                self._full.clear()
+        elapsed = asyncio.get_running_loop().time() - started
+        if self._on_batch is not None:
+            self._on_batch(result, elapsed)

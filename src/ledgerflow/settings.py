@@ -1,0 +1,93 @@
+"""Configuration: one typed object built once from ``LEDGERFLOW_*`` environment variables.
+
+This is the only module that reads the environment. A ``.env`` file in the working
+directory is honoured; real environment variables win over it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "LEDGERFLOW_"
+
+
+class ConfigError(Exception):
+    """Raised when the configuration is unusable; the message names the variable."""
+
+
+def _require_scheme(value: str, schemes: tuple[str, ...]) -> str:
+    scheme = urlsplit(value).scheme
+    if scheme not in schemes:
+        raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting ledgerflow has, with defaults that work against local services."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = "postgresql://127.0.0.1:5432/ledgerflow"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    queue: str = Field("incoming_transactions", min_length=1, max_length=255)
+
+    # Seconds between balance publications; boundaries are multiples of it since the
+    # epoch, so the default 60 publishes at hh:mm:00. Must divide 3600.
+    publish_interval: int = Field(60, ge=1, le=3600)
+    batch_size: int = Field(500, ge=1, le=10_000)
+    batch_max_wait: float = Field(0.05, gt=0, le=10)
+    prefetch: int = Field(2000, ge=1, le=65_535)
+    max_body_bytes: int = Field(65_536, ge=64)
+
+    instance: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return _require_scheme(value, ("postgresql", "postgres"))
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_url(cls, value: str) -> str:
+        return _require_scheme(value, ("amqp", "amqps"))
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return _require_scheme(value, ("redis", "rediss", "unix"))
+
+    @field_validator("publish_interval")
+    @classmethod
+    def _interval_divides_hour(cls, value: int) -> int:
+        if 3600 % value:
+            raise ValueError("must divide 3600 so that boundaries fall on whole minutes or seconds")
+        return value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lowercase(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, turning validation errors into one message per bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{ENV_PREFIX}{field.upper()}: {message} (got {error['input']!r})")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
