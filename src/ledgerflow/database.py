@@ -93,6 +93,7 @@ async def migrate(conn: psycopg.AsyncConnection[Any]) -> list[Migration]:
     """
     applied: list[Migration] = []
     async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS ledgerflow_migrations ("
             " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"

@@ -42,15 +42,18 @@ class BatchResult:
 
 
 def _json_safe(value: Any) -> Any:
+    """AMQP properties as JSON that PostgreSQL's jsonb accepts (no NUL, bytes as text)."""
     if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
+        value = value.decode("utf-8", "backslashreplace")
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {_json_safe(str(k)): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
+    if value is None or isinstance(value, bool | int | float):
         return value
-    return str(value)
+    return _json_safe(str(value))
 
 
 class BatchWriter:

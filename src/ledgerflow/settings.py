@@ -35,7 +35,7 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
     )
 
-    database_url: str = "postgresql://127.0.0.1:5432/ledgerflow"
+    database_url: str = "postgresql://ledgerflow:ledgerflow@127.0.0.1:5432/ledgerflow"
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue: str = Field("incoming_transactions", min_length=1, max_length=255)

@@ -1,0 +1,59 @@
+# ledgerflow: `make run` runs the service with its example data, `make test` runs every test.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: help install services run test unit integration acceptance lint format clean
+
+help:
+	@echo "make run    run ledgerflow locally with the example producer (services started as needed)"
+	@echo "make test   run every test against real PostgreSQL, RabbitMQ and Redis"
+	@echo "make lint   ruff and mypy"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@python=$$(scripts/dev-env.sh python) && \
+	  { [ -x $(BIN)/python ] || "$$python" -m venv $(VENV); }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+services:
+	@scripts/dev-env.sh services
+
+# Local services if they run (or are installed), else the whole stack in Docker Compose,
+# else the distribution's packages (Debian/Ubuntu as root).
+run:
+	@if scripts/dev-env.sh local; then \
+	  $(MAKE) --no-print-directory install && $(BIN)/ledgerflow run; \
+	elif scripts/dev-env.sh docker; then \
+	  echo "run: no local services; running the whole stack with Docker Compose"; \
+	  docker compose -f deploy/compose.yaml up --build; \
+	else \
+	  scripts/dev-env.sh services && $(MAKE) --no-print-directory install && $(BIN)/ledgerflow run; \
+	fi
+
+test: install services
+	$(BIN)/pytest
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install services
+	$(BIN)/pytest tests/integration
+
+acceptance: install services
+	$(BIN)/pytest tests/acceptance
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,165 @@
+from collections import Counter
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+
+from ledgerflow.consumer import BatchingConsumer
+from ledgerflow.ingest import BatchWriter, Delivery
+from ledgerflow.leadership import LeadershipLost
+
+from .conftest import take_term
+
+pytestmark = pytest.mark.integration
+
+
+def delivery(body: bytes, tag: int, message_id: str | None = None) -> Delivery:
+    return Delivery(
+        body=body,
+        tag=tag,
+        redelivered=False,
+        received_at=datetime.now(UTC),
+        message_id=message_id,
+        properties={"delivery_mode": 2, "headers": {"raw": b"\x00bytes"}},
+    )
+
+
+async def writer_for(conn: psycopg.AsyncConnection[Any]) -> BatchWriter:
+    return BatchWriter(conn, "q", "test", await take_term(conn), max_body_bytes=1024)
+
+
+async def rows(conn: psycopg.AsyncConnection[Any], sql: str) -> list[tuple[Any, ...]]:
+    return await (await conn.execute(sql)).fetchall()
+
+
+async def test_a_batch_stores_valid_messages_and_records_the_rest(seeded: Any) -> None:
+    conn = seeded
+    writer = await writer_for(conn)
+    result = await writer.write(
+        [
+            delivery(b'{"id": 1, "value": 600}', 1),
+            delivery(b"not json", 2),
+            delivery(b'{"id": 99, "value": 5}', 3),
+            delivery(b'{"id": 2, "value": -0.25}', 4),
+            delivery(b'{"id": 1, "value": true}', 5),
+        ]
+    )
+    assert (result.stored, result.rejected, result.duplicates) == (2, 3, 0)
+    assert result.rejected_by_reason == Counter(
+        {"invalid_json": 1, "unknown_provider": 1, "invalid_value": 1}
+    )
+    assert await rows(
+        conn,
+        "SELECT id, provider_id, transaction_value FROM historical_transactions WHERE id > 3 ORDER BY id",
+    ) == [
+        (4, 1, Decimal(600)),
+        (5, 2, Decimal("-0.25")),
+    ]
+    rejected = await rows(
+        conn, "SELECT reason, body, properties FROM rejected_messages ORDER BY id"
+    )
+    assert [(r[0], bytes(r[1])) for r in rejected] == [
+        ("invalid_json", b"not json"),
+        ("unknown_provider", b'{"id": 99, "value": 5}'),
+        ("invalid_value", b'{"id": 1, "value": true}'),
+    ]
+    assert rejected[0][2] == {"delivery_mode": 2, "headers": {"raw": "\\x00bytes"}}
+    lineage = await rows(
+        conn,
+        "SELECT position, outcome, transaction_id, rejected_id IS NOT NULL FROM ledgerflow_messages ORDER BY position",
+    )
+    assert lineage == [
+        (0, "stored", 4, False),
+        (1, "rejected", None, True),
+        (2, "rejected", None, True),
+        (3, "stored", 5, False),
+        (4, "rejected", None, True),
+    ]
+
+
+async def test_a_message_id_seen_before_is_a_duplicate_not_a_second_row(seeded: Any) -> None:
+    conn = seeded
+    writer = await writer_for(conn)
+    await writer.write([delivery(b'{"id": 1, "value": 600}', 1, "m-1")])
+    again = await writer.write(
+        [
+            delivery(b'{"id": 1, "value": 600}', 2, "m-1"),  # redelivered after a crash
+            delivery(b'{"id": 2, "value": 5}', 3, "m-2"),
+            delivery(b'{"id": 2, "value": 5}', 4, "m-2"),  # the same id twice in one batch
+            delivery(b"garbage", 5, "m-3"),
+        ]
+    )
+    assert (again.stored, again.rejected, again.duplicates) == (1, 1, 2)
+    assert await rows(
+        conn,
+        "SELECT provider_id, sum(transaction_value) FROM historical_transactions GROUP BY 1 ORDER BY 1",
+    ) == [
+        (1, Decimal(900)),
+        (2, Decimal(-195)),
+    ]
+    duplicate_of_rejected = await writer.write([delivery(b"garbage", 6, "m-3")])
+    assert duplicate_of_rejected.duplicates == 1
+    assert await rows(conn, "SELECT count(*) FROM rejected_messages") == [(1,)]
+
+
+async def test_a_provider_added_after_start_is_recognised(seeded: Any) -> None:
+    conn = seeded
+    writer = await writer_for(conn)
+    await writer.write([delivery(b'{"id": 1, "value": 1}', 1)])
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO initial_data (provider_name, initial_value) VALUES ('Amex', 5)"
+        )
+    result = await writer.write([delivery(b'{"id": 3, "value": 1}', 2)])
+    assert result.stored == 1
+
+
+async def test_a_deposed_leader_writes_nothing(seeded: Any) -> None:
+    conn = seeded
+    writer = await writer_for(conn)
+    await take_term(conn, "another instance")
+    with pytest.raises(LeadershipLost):
+        await writer.write([delivery(b'{"id": 1, "value": 600}', 1)])
+    assert await rows(conn, "SELECT count(*) FROM historical_transactions") == [(3,)]
+    assert await rows(conn, "SELECT count(*) FROM ledgerflow_messages") == [(0,)]
+
+
+async def test_batching_consumer_acks_each_batch_after_its_commit(seeded: Any) -> None:
+    conn = seeded
+    acked: list[tuple[int, int]] = []
+
+    async def stored_rows() -> int:
+        return int((await rows(conn, "SELECT count(*) FROM ledgerflow_messages"))[0][0])
+
+    writer = await writer_for(conn)
+    committed: list[int] = []
+    consumer = BatchingConsumer(
+        writer,
+        ack=lambda tag: acked.append((tag, len(committed))),
+        batch_size=3,
+        max_wait=0.05,
+        on_batch=lambda result, _s: committed.append(result.batch_id),
+    )
+    for tag in range(1, 8):
+        consumer.deliver(delivery(b'{"id": 1, "value": 1}', tag))
+    consumer.finish()
+    await consumer.run()
+    # Batches of 3, 3 and 1; each ack names the batch's last tag and comes after its commit.
+    assert acked == [(3, 0), (6, 1), (7, 2)]
+    assert len(committed) == 3
+    assert await stored_rows() == 7
+
+
+async def test_batching_consumer_does_not_ack_a_failed_batch(seeded: Any) -> None:
+    conn = seeded
+    acked: list[int] = []
+    writer = await writer_for(conn)
+    await take_term(conn, "another instance")
+    consumer = BatchingConsumer(writer, ack=acked.append, batch_size=10, max_wait=0.01)
+    consumer.deliver(delivery(b'{"id": 1, "value": 1}', 1))
+    with pytest.raises(LeadershipLost):
+        await consumer.run()
+    assert acked == []
+    assert consumer.pending == 1
