@@ -17,7 +17,7 @@ import psycopg
 import pytest
 import redis
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from ledgerflow.settings import load_settings
 
@@ -28,7 +28,7 @@ _redis_indexes = itertools.cycle(range(1, 16))
 
 def database_url(name: str) -> str:
     """The configured database URL pointing at database ``name``."""
-    return make_conninfo(SETTINGS.database_url, dbname=name)
+    return urlsplit(SETTINGS.database_url)._replace(path=f"/{name}").geturl()
 
 
 def _admin() -> psycopg.Connection[tuple[object, ...]]:

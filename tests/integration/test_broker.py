@@ -1,0 +1,106 @@
+import asyncio
+from collections.abc import Callable
+
+import pika
+import pytest
+
+from ledgerflow.broker import BrokerError, QueueConsumer
+from ledgerflow.ingest import Delivery
+
+pytestmark = pytest.mark.integration
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def queue_depth(amqp_url: str, queue: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
+async def test_consumes_a_queue_the_original_producer_declared(
+    amqp_url: str, queue: str, publish: Callable[..., None]
+) -> None:
+    publish(b'{"id": 1, "value": 600}')
+    publish(b'{"id": 2, "value": 1}', message_id="m-2")
+    received: list[Delivery] = []
+    consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=received.append)
+    await consumer.start()
+    await wait_for(lambda: len(received) == 2)
+    assert [d.body for d in received] == [b'{"id": 1, "value": 600}', b'{"id": 2, "value": 1}']
+    assert [d.message_id for d in received] == [None, "m-2"]
+    assert received[0].properties == {"delivery_mode": 2}
+    assert not received[0].redelivered
+    consumer.ack(received[-1].tag)
+    await consumer.close()
+    assert queue_depth(amqp_url, queue) == 0
+
+
+async def test_unacknowledged_deliveries_return_to_the_queue_marked_redelivered(
+    amqp_url: str, queue: str, publish: Callable[..., None]
+) -> None:
+    for value in range(3):
+        publish(f'{{"id": 1, "value": {value}}}'.encode())
+    first: list[Delivery] = []
+    consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=first.append)
+    await consumer.start()
+    await wait_for(lambda: len(first) == 3)
+    consumer.ack(first[0].tag)  # only the first is acknowledged before the "crash"
+    await consumer.close()
+
+    second: list[Delivery] = []
+    consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=second.append)
+    await consumer.start()
+    await wait_for(lambda: len(second) == 2)
+    assert [d.body for d in second] == [first[1].body, first[2].body]  # in queue order
+    assert all(d.redelivered for d in second)
+    await consumer.close()
+
+
+async def test_a_second_consumer_is_refused_while_the_first_consumes(
+    amqp_url: str, queue: str
+) -> None:
+    first = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=lambda _d: None)
+    await first.start()
+    second = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=lambda _d: None)
+    with pytest.raises(BrokerError, match="ACCESS_REFUSED|exclusive"):
+        await second.start()
+    await second.close()
+    await first.close()
+
+
+async def test_a_queue_declared_with_other_arguments_gives_a_clear_error(
+    amqp_url: str, queue: str
+) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    connection.channel().queue_declare(queue, durable=True, arguments={"x-max-length": 10})
+    connection.close()
+    consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=lambda _d: None)
+    with pytest.raises(BrokerError, match="PRECONDITION_FAILED"):
+        await consumer.start()
+    await consumer.close()
+
+
+async def test_unreachable_broker_raises_broker_error() -> None:
+    consumer = QueueConsumer("amqp://guest:guest@127.0.0.1:1/%2F", "q", 1, lambda _d: None)
+    with pytest.raises(BrokerError):
+        await consumer.start()
+    await consumer.close()
+
+
+async def test_losing_the_connection_is_reported(amqp_url: str, queue: str) -> None:
+    consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=lambda _d: None)
+    await consumer.start()
+    closed = asyncio.create_task(consumer.closed())
+    # The broker closes the channel when the consumer acknowledges an unknown tag.
+    consumer.ack(999)
+    with pytest.raises(BrokerError):
+        await asyncio.wait_for(closed, 5)
+    await consumer.close()

@@ -1,0 +1,124 @@
+import asyncio
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+
+from ledgerflow.settings import load_settings
+from ledgerflow.worker import Worker
+
+pytestmark = pytest.mark.integration
+
+
+async def scalar(conn: Any, sql: str) -> Any:
+    row = await (await conn.execute(sql)).fetchone()
+    await conn.commit()
+    return row[0]
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_worker_stores_messages_and_publishes_on_every_boundary(
+    seeded: Any,
+    db_url: str,
+    redis_url: str,
+    queue: str,
+    amqp_url: str,
+    publish: Callable[..., None],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    conn = seeded
+    await conn.commit()
+    settings = load_settings(
+        database_url=db_url,
+        redis_url=redis_url,
+        queue=queue,
+        amqp_url=amqp_url,
+        publish_interval=1,
+        instance="in-process",
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(Worker(settings).run(stop))
+    publish(b'{"id": 1, "value": 600}')
+    publish(b"this is not a transaction")
+
+    async def stored() -> bool:
+        return bool(await scalar(conn, "SELECT count(*) = 4 FROM historical_transactions"))
+
+    await eventually(stored)
+
+    async def published_after_store() -> bool:
+        return bool(await scalar(conn, "SELECT count(*) >= 6 FROM ledgerflow_publishes"))
+
+    await eventually(published_after_store)
+    stop.set()
+    await asyncio.wait_for(worker, 10)
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert await client.mget("1_Visa", "2_Mastercard") == ["1900", "1800"]
+    await client.aclose()
+    assert await scalar(conn, "SELECT reason FROM rejected_messages") == "invalid_json"
+    cursor = await conn.execute("SELECT lag_seconds FROM ledgerflow_publishes ORDER BY boundary")
+    offsets = [row[0] for row in await cursor.fetchall()]
+    # The brief tolerates one second; every publication must be well inside it.
+    assert all(0 <= offset < 1.0 for offset in offsets), offsets
+    with capsys.disabled():
+        print(
+            f"\npublish offsets over {len(offsets)} boundaries: "
+            f"median {statistics.median(offsets) * 1000:.1f} ms, max {max(offsets) * 1000:.1f} ms"
+        )
+
+
+async def test_stopping_commits_and_acknowledges_what_was_received(
+    seeded: Any,
+    db_url: str,
+    redis_url: str,
+    queue: str,
+    amqp_url: str,
+    publish: Callable[..., None],
+) -> None:
+    conn = seeded
+    await conn.commit()
+    # A long batch window: without the drain on stop, these messages would still be pending.
+    settings = load_settings(
+        database_url=db_url,
+        redis_url=redis_url,
+        queue=queue,
+        amqp_url=amqp_url,
+        batch_max_wait=10,
+        batch_size=1000,
+        instance="in-process",
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(Worker(settings).run(stop))
+    for value in range(50):
+        publish(f'{{"id": 2, "value": {value}}}'.encode())
+
+    async def active() -> bool:
+        return bool(await scalar(conn, "SELECT term = 1 FROM ledgerflow_leadership"))
+
+    await eventually(active)
+    await asyncio.sleep(0.5)  # the deliveries arrive and wait for the batch window
+    assert await scalar(conn, "SELECT count(*) FROM ledgerflow_messages") == 0
+    stop.set()
+    await asyncio.wait_for(worker, 10)
+    assert await scalar(conn, "SELECT count(*) FROM ledgerflow_messages") == 50
+    assert await scalar(
+        conn, "SELECT sum(transaction_value) FROM historical_transactions WHERE id > 3"
+    ) == sum(range(50))
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    depth = connection.channel().queue_declare(queue, passive=True).method.message_count
+    connection.close()
+    assert depth == 0  # acknowledged, so nothing comes back after a restart
