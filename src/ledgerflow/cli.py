@@ -144,7 +144,14 @@ def run(ctx: click.Context) -> None:
     from ledgerflow.supervisor import run_local
 
     settings = _settings(ctx)
-    _run_or_explain(lambda: _prepare(settings))
+
+    def prepare() -> None:
+        _prepare(settings)
+        with psycopg.connect(settings.database_url, connect_timeout=10) as conn:
+            if seed_example_data(conn):
+                log.info("producer.seeded", providers=2, transactions=3)
+
+    _run_or_explain(prepare)
     sys.exit(run_local(settings))
 
 

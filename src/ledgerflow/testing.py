@@ -29,7 +29,7 @@ class FakeClock:
         self.slept += seconds
         end = self.now + seconds
         while self._jumps and self._jumps[0][0] <= end:
-            when, delta = self._jumps.pop(0)
+            _when, delta = self._jumps.pop(0)
             end += delta
         self.now = end
         await asyncio.sleep(0)

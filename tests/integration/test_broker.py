@@ -10,8 +10,8 @@ from ledgerflow.ingest import Delivery
 pytestmark = pytest.mark.integration
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.01)
@@ -70,7 +70,7 @@ async def test_a_second_consumer_is_refused_while_the_first_consumes(
     first = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=lambda _d: None)
     await first.start()
     second = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=lambda _d: None)
-    with pytest.raises(BrokerError, match="ACCESS_REFUSED|exclusive"):
+    with pytest.raises(BrokerError, match=r"ACCESS_REFUSED|exclusive"):
         await second.start()
     await second.close()
     await first.close()
