@@ -122,3 +122,81 @@ async def test_stopping_commits_and_acknowledges_what_was_received(
     depth = connection.channel().queue_declare(queue, passive=True).method.message_count
     connection.close()
     assert depth == 0  # acknowledged, so nothing comes back after a restart
+
+
+async def test_worker_recovers_when_its_database_sessions_are_killed(
+    seeded: Any,
+    db_url: str,
+    redis_url: str,
+    queue: str,
+    amqp_url: str,
+    publish: Callable[..., None],
+) -> None:
+    conn = seeded
+    await conn.commit()
+    settings = load_settings(
+        database_url=db_url,
+        redis_url=redis_url,
+        queue=queue,
+        amqp_url=amqp_url,
+        publish_interval=1,
+        instance="in-process",
+    )
+    worker_instance = Worker(settings)
+    worker_instance.retry_delay = 0.2
+    stop = asyncio.Event()
+    worker = asyncio.create_task(worker_instance.run(stop))
+
+    async def term() -> int:
+        return int(await scalar(conn, "SELECT term FROM ledgerflow_leadership"))
+
+    await eventually(term)
+    # PostgreSQL restarts, an administrator or a network fault ends every worker session.
+    await conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE application_name = 'ledgerflow' AND datname = current_database()"
+        " AND pid <> pg_backend_pid()"
+    )
+    await conn.commit()
+
+    async def new_term() -> bool:
+        return await term() == 2
+
+    await eventually(new_term)  # it went back to standby and was elected again
+    publish(b'{"id": 2, "value": 5}')
+
+    async def stored() -> bool:
+        return bool(await scalar(conn, "SELECT count(*) = 4 FROM historical_transactions"))
+
+    await eventually(stored)
+    stop.set()
+    await asyncio.wait_for(worker, 10)
+    assert not worker.exception()
+
+
+async def test_ingestion_goes_on_while_keydb_is_down(
+    seeded: Any, db_url: str, queue: str, amqp_url: str, publish: Callable[..., None]
+) -> None:
+    conn = seeded
+    await conn.commit()
+    settings = load_settings(
+        database_url=db_url,
+        redis_url="redis://127.0.0.1:1/0",
+        queue=queue,
+        amqp_url=amqp_url,
+        publish_interval=1,
+        instance="in-process",
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(Worker(settings).run(stop))
+    publish(b'{"id": 1, "value": 600}')
+
+    async def stored() -> bool:
+        return bool(await scalar(conn, "SELECT count(*) = 4 FROM historical_transactions"))
+
+    await eventually(stored)
+    await asyncio.sleep(1.5)  # at least one boundary passes with KeyDB unreachable
+    assert not worker.done()
+    assert await scalar(conn, "SELECT count(*) FROM ledgerflow_publishes") == 0
+    stop.set()
+    await asyncio.wait_for(worker, 10)
