@@ -19,6 +19,7 @@ import redis
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from ledgerflow.broker import marker_queue
 from ledgerflow.settings import load_settings
 
 SETTINGS = load_settings()
@@ -162,7 +163,9 @@ def queue() -> Iterator[str]:
     yield name
     connection = pika.BlockingConnection(pika.URLParameters(SETTINGS.amqp_url))
     try:
-        connection.channel().queue_delete(name)
+        channel = connection.channel()
+        channel.queue_delete(name)
+        channel.queue_delete(marker_queue(name))
     finally:
         connection.close()
 

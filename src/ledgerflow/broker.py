@@ -54,12 +54,22 @@ def _properties(props: pika.spec.BasicProperties) -> dict[str, Any]:
     return {key: value for key, value in vars(props).items() if value is not None}
 
 
+def marker_queue(queue: str) -> str:
+    """The queue holding the id of the last batch of ``queue`` RabbitMQ acknowledged."""
+    return f"ledgerflow.acked.{queue}"
+
+
 class QueueConsumer:
     """Consumes one queue as its exclusive consumer, handing each delivery to ``on_delivery``.
 
     The queue is declared as the original producer declares it (durable, no arguments),
     so it can exist before ledgerflow starts. The consumer is exclusive: RabbitMQ itself
     refuses a second consumer on the queue while this one lives.
+
+    The channel is transactional: each batch's acknowledgement is committed together with
+    a persistent marker naming the batch, in ledgerflow's own one-message queue. After a
+    crash the next leader reads the marker and knows exactly which committed batches
+    RabbitMQ has not seen acknowledged, and so which redeliveries to recognise.
     """
 
     def __init__(
@@ -67,6 +77,7 @@ class QueueConsumer:
     ) -> None:
         self._params = connection_parameters(url)
         self._queue = queue
+        self._marker_queue = marker_queue(queue)
         self._prefetch = prefetch
         self._on_delivery = on_delivery
         self._connection: AsyncioConnection | None = None
@@ -95,6 +106,13 @@ class QueueConsumer:
         self._channel = await channel_opened
         self._channel.add_on_close_callback(lambda _ch, reason: self._fail_all(reason))
         await self._call(self._channel.queue_declare, queue=self._queue, durable=True)
+        await self._call(
+            self._channel.queue_declare,
+            queue=self._marker_queue,
+            durable=True,
+            arguments={"x-max-length": 1},  # the newest marker is the only one that matters
+        )
+        await self._call(self._channel.tx_select)
         await self._call(self._channel.basic_qos, prefetch_count=self._prefetch)
         consumed: asyncio.Future[Any] = self._future()
         self._consumer_tag = self._channel.basic_consume(
@@ -106,11 +124,54 @@ class QueueConsumer:
         )
         await consumed
 
-    def ack(self, delivery_tag: int) -> None:
-        """Acknowledge every delivery up to and including ``delivery_tag``."""
+    async def ack(self, delivery_tag: int, batch_id: int) -> None:
+        """Acknowledge every delivery up to ``delivery_tag`` as batch ``batch_id``, atomically
+        with the marker naming the batch; return once RabbitMQ has committed both."""
+        channel = self._open_channel()
+        channel.basic_ack(delivery_tag, multiple=True)
+        await self._commit_marker(channel, batch_id)
+
+    async def mark_acknowledged(self, batch_id: int) -> None:
+        """Set the marker to ``batch_id`` without acknowledging anything."""
+        await self._commit_marker(self._open_channel(), batch_id)
+
+    async def last_acknowledged(self) -> int | None:
+        """The batch id in the marker, or None when there is no marker.
+
+        Call it after ``start``: the consumer is exclusive, so no previous leader's
+        channel can still commit a marker.
+        """
+        assert self._connection is not None, "start() first"
+        opened: asyncio.Future[Any] = self._future()
+        self._connection.channel(on_open_callback=lambda ch: self._resolve(opened, ch))
+        peek: pika.channel.Channel = await opened
+        got: asyncio.Future[Any] = self._future()
+        peek.add_callback(lambda _frame: self._resolve(got, None), [pika.spec.Basic.GetEmpty])
+        peek.basic_get(
+            self._marker_queue,
+            lambda _ch, _method, _props, body: self._resolve(got, body),
+            auto_ack=False,
+        )
+        body = await got
+        closed: asyncio.Future[Any] = self._future()
+        peek.add_on_close_callback(lambda _ch, _reason: self._resolve(closed, None))
+        peek.close()  # the unacknowledged marker stays in its queue
+        await closed
+        return None if body is None else int(body)
+
+    async def _commit_marker(self, channel: pika.channel.Channel, batch_id: int) -> None:
+        channel.basic_publish(
+            "",
+            self._marker_queue,
+            str(batch_id).encode(),
+            pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
+        )
+        await self._call(channel.tx_commit)
+
+    def _open_channel(self) -> pika.channel.Channel:
         if self._channel is None or not self._channel.is_open:
             raise BrokerError("cannot acknowledge: the channel is closed")
-        self._channel.basic_ack(delivery_tag, multiple=True)
+        return self._channel
 
     async def stop_consuming(self) -> None:
         """Ask RabbitMQ to stop delivering; deliveries already received stay ours to ack."""

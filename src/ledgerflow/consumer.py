@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -20,13 +20,14 @@ class BatchingConsumer:
     first message arrived, whichever comes first. While one batch is being committed the
     next one fills, so the broker and the database work at the same time. A message is
     acknowledged (multiple=True up to the batch's last delivery tag) only once the
-    transaction that recorded it has committed.
+    transaction that recorded it has committed, and the next batch is committed only once
+    RabbitMQ has confirmed that acknowledgement.
     """
 
     def __init__(
         self,
         writer: BatchWriter,
-        ack: Callable[[int], None],
+        ack: Callable[[int, int], Awaitable[None]],
         batch_size: int,
         max_wait: float,
         on_batch: Callable[[BatchResult, float], None] | None = None,
@@ -78,8 +79,8 @@ class BatchingConsumer:
         started = asyncio.get_running_loop().time()
         result = await self._writer.write(batch)
         # Only now may the batch leave the queue; concurrent deliveries were appended after it.
+        await self._ack(batch[-1].tag, result.batch_id)
         del self._pending[: len(batch)]
-        self._ack(batch[-1].tag)
         if not self._finishing:
             if not self._pending:
                 self._nonempty.clear()

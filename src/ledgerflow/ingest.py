@@ -10,11 +10,14 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+import structlog
 from psycopg.types.json import Jsonb
 
 from ledgerflow.leadership import check_term
 from ledgerflow.messages import Reason, Rejection, Transaction, parse_transaction
 from ledgerflow.queries import query
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(slots=True)
@@ -37,6 +40,7 @@ class BatchResult:
     stored: int
     rejected: int
     duplicates: int
+    redelivered: int
     rejected_by_reason: Counter[str]
     transaction_ids: list[int]
 
@@ -73,17 +77,47 @@ class BatchWriter:
         self._term = term
         self._max_body_bytes = max_body_bytes
         self._providers: set[int] = set()
+        self._expected: list[bytes] = []
+        self._next_expected = 0
 
     async def _provider_ids(self) -> set[int]:
         cursor = await self._conn.execute(query("provider_ids"))
         return {row[0] for row in await cursor.fetchall()}
 
+    async def expect_redeliveries(self, last_acknowledged_batch: int) -> int:
+        """Load the messages committed after ``last_acknowledged_batch``; return how many.
+
+        RabbitMQ delivers those again first, in the same order, flagged as redelivered:
+        their acknowledgement never reached it. They are recognised by their body's hash
+        and recorded as redelivered instead of being stored a second time.
+        """
+        cursor = await self._conn.execute(
+            query("unacknowledged_messages"),
+            {"queue": self._queue, "after": last_acknowledged_batch},
+        )
+        self._expected = [bytes(row[0]) for row in await cursor.fetchall()]
+        self._next_expected = 0
+        await self._conn.commit()
+        return len(self._expected)
+
+    async def has_batches(self) -> bool:
+        """Whether any batch of this queue was ever committed."""
+        cursor = await self._conn.execute(query("has_batches"), {"queue": self._queue})
+        row = await cursor.fetchone()
+        await self._conn.commit()
+        return bool(row and row[0])
+
     async def write(self, deliveries: list[Delivery]) -> BatchResult:
         """Commit the batch; raise LeadershipLost (nothing written) if the term is over."""
+        hashes = [hashlib.sha256(d.body).digest() for d in deliveries]
         async with self._conn.transaction():
             await check_term(self._conn, self._term)
-            outcomes = [parse_transaction(d.body, self._max_body_bytes) for d in deliveries]
-            duplicate = await self._find_duplicates(deliveries)
+            skip, next_expected = self._match_redeliveries(deliveries, hashes)
+            await self._find_duplicates(deliveries, skip)
+            outcomes: list[Transaction | Rejection | None] = [
+                None if skip[i] else parse_transaction(d.body, self._max_body_bytes)
+                for i, d in enumerate(deliveries)
+            ]
             wanted = {o.provider_id for o in outcomes if isinstance(o, Transaction)}
             if not wanted <= self._providers:
                 self._providers = await self._provider_ids()
@@ -92,35 +126,53 @@ class BatchWriter:
                     outcomes[i] = Rejection(
                         Reason.UNKNOWN_PROVIDER, f"no provider with id {outcome.provider_id}"
                     )
-            return await self._insert(deliveries, outcomes, duplicate)
+            result = await self._insert(deliveries, hashes, outcomes, skip)
+        self._next_expected = next_expected  # only once the batch is committed
+        return result
 
-    async def _find_duplicates(self, deliveries: list[Delivery]) -> list[bool]:
-        ids = [d.message_id for d in deliveries if d.message_id is not None]
-        seen: set[str] = set()
-        if ids:
-            cursor = await self._conn.execute(query("seen_message_ids"), {"message_ids": ids})
-            seen = {row[0] for row in await cursor.fetchall()}
-        duplicate = []
-        for delivery in deliveries:
-            if delivery.message_id is None:
-                duplicate.append(False)
+    def _match_redeliveries(
+        self, deliveries: list[Delivery], hashes: list[bytes]
+    ) -> tuple[list[str | None], int]:
+        skip: list[str | None] = [None] * len(deliveries)
+        position = self._next_expected
+        for i, delivery in enumerate(deliveries):
+            if position >= len(self._expected):
+                break
+            if delivery.redelivered and hashes[i] == self._expected[position]:
+                skip[i] = "redelivered"
+                position += 1
             else:
-                duplicate.append(delivery.message_id in seen)
-                seen.add(delivery.message_id)
-        return duplicate
+                log.warning(
+                    "ingest.redeliveries_differ",
+                    expected=len(self._expected) - position,
+                    tag=delivery.tag,
+                    redelivered=delivery.redelivered,
+                )
+                position = len(self._expected)
+        return skip, position
+
+    async def _find_duplicates(self, deliveries: list[Delivery], skip: list[str | None]) -> None:
+        ids = [d.message_id for i, d in enumerate(deliveries) if d.message_id and not skip[i]]
+        if not ids:
+            return
+        cursor = await self._conn.execute(query("seen_message_ids"), {"message_ids": ids})
+        seen = {row[0] for row in await cursor.fetchall()}
+        for i, delivery in enumerate(deliveries):
+            if delivery.message_id is None or skip[i]:
+                continue
+            if delivery.message_id in seen:
+                skip[i] = "duplicate"
+            seen.add(delivery.message_id)
 
     async def _insert(
         self,
         deliveries: list[Delivery],
-        outcomes: list[Transaction | Rejection],
-        duplicate: list[bool],
+        hashes: list[bytes],
+        outcomes: list[Transaction | Rejection | None],
+        skip: list[str | None],
     ) -> BatchResult:
-        stored = [
-            i for i, o in enumerate(outcomes) if isinstance(o, Transaction) and not duplicate[i]
-        ]
-        rejected = [
-            i for i, o in enumerate(outcomes) if isinstance(o, Rejection) and not duplicate[i]
-        ]
+        stored = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, Transaction)]
+        rejected = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, Rejection)]
         cursor = await self._conn.execute(
             query("insert_batch"),
             {
@@ -130,7 +182,8 @@ class BatchWriter:
                 "message_count": len(deliveries),
                 "stored_count": len(stored),
                 "rejected_count": len(rejected),
-                "duplicate_count": sum(duplicate),
+                "duplicate_count": skip.count("duplicate"),
+                "redelivered_count": skip.count("redelivered"),
             },
         )
         row = await cursor.fetchone()
@@ -139,36 +192,36 @@ class BatchWriter:
 
         transaction_ids: dict[int, int] = {}
         if stored:
-            txs = [outcomes[i] for i in stored]
             cursor = await self._conn.execute(
                 query("insert_transactions"),
                 {
-                    "provider_ids": [t.provider_id for t in txs],  # type: ignore[union-attr]
-                    "values": [t.value for t in txs],  # type: ignore[union-attr]
+                    "provider_ids": [t.provider_id for _, t in stored],
+                    "values": [t.value for _, t in stored],
                 },
             )
             ids = sorted(r[0] for r in await cursor.fetchall())
-            transaction_ids = dict(zip(stored, ids, strict=True))
+            transaction_ids = dict(zip((i for i, _ in stored), ids, strict=True))
 
         rejected_ids: dict[int, int] = {}
         reasons: Counter[str] = Counter()
         if rejected:
-            rejections = [outcomes[i] for i in rejected]
-            reasons.update(str(r.reason) for r in rejections)  # type: ignore[union-attr]
+            reasons.update(r.reason.value for _, r in rejected)
             cursor = await self._conn.execute(
                 query("insert_rejected"),
                 {
                     "queue": self._queue,
-                    "message_ids": [deliveries[i].message_id for i in rejected],
-                    "reasons": [str(r.reason) for r in rejections],  # type: ignore[union-attr]
-                    "details": [r.detail for r in rejections],  # type: ignore[union-attr]
-                    "bodies": [deliveries[i].body for i in rejected],
-                    "properties": [Jsonb(_json_safe(deliveries[i].properties)) for i in rejected],
-                    "received_at": [deliveries[i].received_at for i in rejected],
+                    "message_ids": [deliveries[i].message_id for i, _ in rejected],
+                    "reasons": [r.reason.value for _, r in rejected],
+                    "details": [r.detail for _, r in rejected],
+                    "bodies": [deliveries[i].body for i, _ in rejected],
+                    "properties": [
+                        Jsonb(_json_safe(deliveries[i].properties)) for i, _ in rejected
+                    ],
+                    "received_at": [deliveries[i].received_at for i, _ in rejected],
                 },
             )
             ids = sorted(r[0] for r in await cursor.fetchall())
-            rejected_ids = dict(zip(rejected, ids, strict=True))
+            rejected_ids = dict(zip((i for i, _ in rejected), ids, strict=True))
 
         await self._conn.execute(
             query("insert_messages"),
@@ -177,9 +230,10 @@ class BatchWriter:
                 "positions": list(range(len(deliveries))),
                 "message_ids": [d.message_id for d in deliveries],
                 "redelivered": [d.redelivered for d in deliveries],
-                "hashes": [hashlib.sha256(d.body).digest() for d in deliveries],
+                "hashes": hashes,
                 "outcomes": [
-                    _outcome(i, duplicate, transaction_ids) for i in range(len(deliveries))
+                    skip[i] or ("stored" if i in transaction_ids else "rejected")
+                    for i in range(len(deliveries))
                 ],
                 "transaction_ids": [transaction_ids.get(i) for i in range(len(deliveries))],
                 "rejected_ids": [rejected_ids.get(i) for i in range(len(deliveries))],
@@ -189,13 +243,8 @@ class BatchWriter:
             batch_id=batch_id,
             stored=len(stored),
             rejected=len(rejected),
-            duplicates=sum(duplicate),
+            duplicates=skip.count("duplicate"),
+            redelivered=skip.count("redelivered"),
             rejected_by_reason=reasons,
-            transaction_ids=[transaction_ids[i] for i in stored],
+            transaction_ids=[transaction_ids[i] for i, _ in stored],
         )
-
-
-def _outcome(index: int, duplicate: list[bool], transaction_ids: dict[int, int]) -> str:
-    if duplicate[index]:
-        return "duplicate"
-    return "stored" if index in transaction_ids else "rejected"

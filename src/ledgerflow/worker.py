@@ -72,7 +72,7 @@ class Worker:
             broker: QueueConsumer
             consumer = BatchingConsumer(
                 writer,
-                ack=lambda tag: broker.ack(tag),
+                ack=lambda tag, batch_id: broker.ack(tag, batch_id),
                 batch_size=settings.batch_size,
                 max_wait=settings.batch_max_wait,
                 on_batch=_log_batch,
@@ -82,6 +82,7 @@ class Worker:
             )
             stack.push_async_callback(broker.close)
             await broker.start()
+            await prepare_redeliveries(broker, writer)
             log.info("worker.active", term=term, queue=settings.queue)
 
             tasks = {
@@ -136,6 +137,24 @@ class Worker:
                 lag_ms=round(publication.lag * 1000, 1),
                 balances=publication.keys,
             )
+
+
+async def prepare_redeliveries(broker: QueueConsumer, writer: BatchWriter) -> None:
+    """Learn which committed messages RabbitMQ will deliver again (see QueueConsumer)."""
+    acknowledged = await broker.last_acknowledged()
+    if acknowledged is None:
+        if await writer.has_batches():
+            log.warning(
+                "worker.ack_marker_missing",
+                detail="the acknowledgement marker queue was emptied or deleted; assuming "
+                "every committed batch was acknowledged",
+            )
+            return
+        await broker.mark_acknowledged(0)
+        acknowledged = 0
+    expected = await writer.expect_redeliveries(acknowledged)
+    if expected:
+        log.info("worker.expecting_redeliveries", messages=expected, after_batch=acknowledged)
 
 
 def _iso(timestamp: float) -> str:

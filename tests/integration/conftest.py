@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import psycopg
@@ -44,3 +46,16 @@ async def take_term(conn: psycopg.AsyncConnection[Any], instance: str = "test") 
         row = await cursor.fetchone()
     assert row is not None
     return int(row[0])
+
+
+async def eventually(check: Callable[[], Any], within: float = 10.0) -> Any:
+    """Call ``check`` (awaiting it if need be) until it returns something true."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        assert asyncio.get_running_loop().time() < deadline, f"timed out after {within} s"
+        await asyncio.sleep(0.02)

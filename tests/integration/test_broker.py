@@ -7,14 +7,9 @@ import pytest
 from ledgerflow.broker import BrokerError, QueueConsumer
 from ledgerflow.ingest import Delivery
 
+from .conftest import eventually
+
 pytestmark = pytest.mark.integration
-
-
-async def wait_for(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 def queue_depth(amqp_url: str, queue: str) -> int:
@@ -33,12 +28,12 @@ async def test_consumes_a_queue_the_original_producer_declared(
     received: list[Delivery] = []
     consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=received.append)
     await consumer.start()
-    await wait_for(lambda: len(received) == 2)
+    await eventually(lambda: len(received) == 2)
     assert [d.body for d in received] == [b'{"id": 1, "value": 600}', b'{"id": 2, "value": 1}']
     assert [d.message_id for d in received] == [None, "m-2"]
     assert received[0].properties == {"delivery_mode": 2}
     assert not received[0].redelivered
-    consumer.ack(received[-1].tag)
+    await consumer.ack(received[-1].tag, batch_id=1)
     await consumer.close()
     assert queue_depth(amqp_url, queue) == 0
 
@@ -51,14 +46,14 @@ async def test_unacknowledged_deliveries_return_to_the_queue_marked_redelivered(
     first: list[Delivery] = []
     consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=first.append)
     await consumer.start()
-    await wait_for(lambda: len(first) == 3)
-    consumer.ack(first[0].tag)  # only the first is acknowledged before the "crash"
+    await eventually(lambda: len(first) == 3)
+    await consumer.ack(first[0].tag, batch_id=1)  # only the first, before the "crash"
     await consumer.close()
 
     second: list[Delivery] = []
     consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=second.append)
     await consumer.start()
-    await wait_for(lambda: len(second) == 2)
+    await eventually(lambda: len(second) == 2)
     assert [d.body for d in second] == [first[1].body, first[2].body]  # in queue order
     assert all(d.redelivered for d in second)
     await consumer.close()
@@ -100,7 +95,33 @@ async def test_losing_the_connection_is_reported(amqp_url: str, queue: str) -> N
     await consumer.start()
     closed = asyncio.create_task(consumer.closed())
     # The broker closes the channel when the consumer acknowledges an unknown tag.
-    consumer.ack(999)
+    with pytest.raises(BrokerError, match="PRECONDITION_FAILED"):
+        await consumer.ack(999, batch_id=1)
     with pytest.raises(BrokerError):
         await asyncio.wait_for(closed, 5)
     await consumer.close()
+
+
+async def test_the_marker_names_the_last_acknowledged_batch(
+    amqp_url: str, queue: str, publish: Callable[..., None]
+) -> None:
+    for value in range(3):
+        publish(f'{{"id": 1, "value": {value}}}'.encode())
+    received: list[Delivery] = []
+    consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=received.append)
+    await consumer.start()
+    assert await consumer.last_acknowledged() is None
+    await consumer.mark_acknowledged(0)
+    assert await consumer.last_acknowledged() == 0
+    await eventually(lambda: len(received) == 3)
+    await consumer.ack(received[0].tag, batch_id=41)
+    await consumer.ack(received[1].tag, batch_id=42)
+    assert await consumer.last_acknowledged() == 42  # reading it leaves it in place
+    assert await consumer.last_acknowledged() == 42
+    await consumer.close()
+
+    again = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=lambda _d: None)
+    await again.start()
+    assert await again.last_acknowledged() == 42
+    await again.close()
+    assert queue_depth(amqp_url, queue) == 1  # the third message was never acknowledged

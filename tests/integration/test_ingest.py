@@ -135,9 +135,13 @@ async def test_batching_consumer_acks_each_batch_after_its_commit(seeded: Any) -
 
     writer = await writer_for(conn)
     committed: list[int] = []
+
+    async def ack(tag: int, _batch_id: int) -> None:
+        acked.append((tag, len(committed)))
+
     consumer = BatchingConsumer(
         writer,
-        ack=lambda tag: acked.append((tag, len(committed))),
+        ack=ack,
         batch_size=3,
         max_wait=0.05,
         on_batch=lambda result, _s: committed.append(result.batch_id),
@@ -157,7 +161,11 @@ async def test_batching_consumer_does_not_ack_a_failed_batch(seeded: Any) -> Non
     acked: list[int] = []
     writer = await writer_for(conn)
     await take_term(conn, "another instance")
-    consumer = BatchingConsumer(writer, ack=acked.append, batch_size=10, max_wait=0.01)
+
+    async def ack(tag: int, _batch_id: int) -> None:
+        acked.append(tag)
+
+    consumer = BatchingConsumer(writer, ack=ack, batch_size=10, max_wait=0.01)
     consumer.deliver(delivery(b'{"id": 1, "value": 1}', 1))
     with pytest.raises(LeadershipLost):
         await consumer.run()

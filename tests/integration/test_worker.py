@@ -9,6 +9,8 @@ import redis.asyncio as redis
 from ledgerflow.settings import load_settings
 from ledgerflow.worker import Worker
 
+from .conftest import eventually
+
 pytestmark = pytest.mark.integration
 
 
@@ -16,16 +18,6 @@ async def scalar(conn: Any, sql: str) -> Any:
     row = await (await conn.execute(sql)).fetchone()
     await conn.commit()
     return row[0]
-
-
-async def eventually(check: Callable[[], Any], within: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 async def test_worker_stores_messages_and_publishes_on_every_boundary(

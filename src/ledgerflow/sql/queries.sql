@@ -18,15 +18,28 @@ SELECT id FROM initial_data;
 
 -- name: seen_message_ids
 SELECT message_id FROM ledgerflow_messages
-WHERE message_id = ANY(%(message_ids)s::text[]) AND outcome <> 'duplicate';
+WHERE message_id = ANY(%(message_ids)s::text[]) AND outcome IN ('stored', 'rejected');
 
 -- name: insert_batch
 INSERT INTO ledgerflow_batches
-    (queue, leader_term, instance, message_count, stored_count, rejected_count, duplicate_count)
+    (queue, leader_term, instance, message_count, stored_count, rejected_count,
+     duplicate_count, redelivered_count)
 VALUES
     (%(queue)s, %(term)s, %(instance)s, %(message_count)s, %(stored_count)s,
-     %(rejected_count)s, %(duplicate_count)s)
+     %(rejected_count)s, %(duplicate_count)s, %(redelivered_count)s)
 RETURNING id;
+
+-- name: unacknowledged_messages
+-- Every message of the queue's batches after the last one RabbitMQ acknowledged, in the
+-- order they were delivered; a redelivery recognised earlier is the same message again.
+SELECT m.body_sha256
+FROM ledgerflow_batches AS b
+JOIN ledgerflow_messages AS m ON m.batch_id = b.id
+WHERE b.queue = %(queue)s AND b.id > %(after)s AND m.outcome <> 'redelivered'
+ORDER BY b.id, m.position;
+
+-- name: has_batches
+SELECT EXISTS (SELECT 1 FROM ledgerflow_batches WHERE queue = %(queue)s);
 
 -- name: insert_transactions
 -- Serial ids are drawn in input order, so the returned ids sorted ascending match it.
