@@ -69,16 +69,23 @@ def worker(ctx: click.Context) -> None:
     Stops cleanly on SIGTERM or SIGINT: it stops taking messages, commits and
     acknowledges what it holds, and exits 0.
     """
+    # A signal that arrives while the worker starts up still means a clean stop.
+    early_stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: early_stop.set())
+
     from ledgerflow.worker import Worker
 
     settings = _settings(ctx)
 
     async def serve() -> None:
-        await _require_migrated(settings.database_url)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        if early_stop.is_set():
+            return
+        await _require_migrated(settings.database_url)
         log.info("worker.starting", instance=settings.instance, queue=settings.queue)
         await Worker(settings).run(stop)
         log.info("worker.stopped", instance=settings.instance)

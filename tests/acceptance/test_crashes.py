@@ -1,0 +1,79 @@
+"""kill -9 at random moments while a backlog drains: every message counts exactly once."""
+
+import json
+import random
+import signal
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+import pika
+import pytest
+
+from .conftest import Process, eventually, query
+
+
+def test_random_kills_lose_nothing_and_count_nothing_twice(
+    db_url: str,
+    amqp_url: str,
+    queue: str,
+    make_env: Callable[..., dict[str, str]],
+    spawn: Callable[..., Process],
+    request: pytest.FixtureRequest,
+) -> None:
+    seed = random.randrange(2**32)
+    request.node.user_properties.append(("random_seed", seed))
+    print(f"random seed {seed}")
+    rng = random.Random(seed)
+    query(
+        db_url,
+        "INSERT INTO initial_data (provider_name, initial_value) VALUES ('Visa', 0), ('Mastercard', 0)",
+    )
+    count = 30_000
+    bodies = [
+        f'{{"id": {rng.choice((1, 2))}, "value": {rng.randint(-1000, 1000)}}}'.encode()
+        for _ in range(count)
+    ]
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    channel.queue_declare(queue, durable=True)
+    for body in bodies:  # as the original producer: persistent, no message_id
+        channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
+    connection.close()
+    expected = sum(Decimal(json.loads(b)["value"]) for b in bodies)
+
+    env = make_env(db_url, batch_size="200")
+    kills = 0
+    for _ in range(6):
+        victim = spawn(["worker"], env)
+        eventually(lambda: "worker.active" in victim.output(), 20, "the worker to lead")  # noqa: B023
+        time.sleep(rng.uniform(0.01, 0.3))
+        victim.signal(signal.SIGKILL)
+        victim.wait(10)
+        kills += 1
+        consumed = query(
+            db_url, "SELECT count(*) FROM ledgerflow_messages WHERE outcome <> 'redelivered'"
+        )[0][0]
+        print(f"kill {kills}: {consumed} of {count} consumed")
+    worker = spawn(["worker"], env)
+    eventually(lambda: "worker.active" in worker.output(), 20, "the last worker to lead")
+    eventually(
+        lambda: (
+            query(
+                db_url, "SELECT count(*) FROM ledgerflow_messages WHERE outcome <> 'redelivered'"
+            )[0][0]
+            >= count
+        ),
+        120,
+        "the backlog to drain",
+    )
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(15) == 0
+    [(stored, total)] = query(
+        db_url, "SELECT count(*), sum(transaction_value) FROM historical_transactions"
+    )
+    redelivered = query(
+        db_url, "SELECT coalesce(sum(redelivered_count), 0) FROM ledgerflow_batches"
+    )[0][0]
+    print(f"{kills} kills, {redelivered} redeliveries recognised, {stored} rows")
+    assert (stored, total) == (count, expected), f"seed {seed}"
