@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install services run test unit integration acceptance lint format clean
+.PHONY: help install services run test unit integration acceptance soak lint format clean
 
 help:
 	@echo "make run    run ledgerflow locally with the example producer (services started as needed)"
@@ -45,6 +45,10 @@ integration: install services
 
 acceptance: install services
 	$(BIN)/pytest tests/acceptance
+
+# Not part of `make test`: about SOAK_MINUTES (default 10) of kills and restarts, then a check.
+soak: install services
+	$(BIN)/python bench/soak.py
 
 lint: install
 	$(BIN)/ruff check src tests

@@ -41,7 +41,10 @@ def _describe(reason: object) -> str:
         reason, pika.exceptions.ChannelClosedByBroker | pika.exceptions.ConnectionClosedByBroker
     ):
         return f"{reason.reply_code} {reason.reply_text}"
-    return str(reason) or type(reason).__name__
+    text = str(reason)
+    if isinstance(reason, pika.exceptions.AMQPConnectionError) and reason.args:
+        text = str(reason.args[0])  # the connection workflow's own account of the failure
+    return text or repr(reason)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

@@ -42,8 +42,9 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # pika logs every connection step at INFO; its warnings and errors still come through.
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    # pika logs each step of a failed connection attempt as an error; ledgerflow reports
+    # the failure itself, once, with the reason.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
 def _keep(

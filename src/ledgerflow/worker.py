@@ -171,7 +171,7 @@ def _log_batch(result: BatchResult, seconds: float) -> None:
         commit_ms=round(seconds * 1000, 1),
     )
     if result.rejected:
-        log.warning("batch.rejected_messages", reasons=dict(result.rejected_by_reason))
+        log.info("batch.rejected_messages", reasons=dict(result.rejected_by_reason))
 
 
 async def _until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
