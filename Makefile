@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install services run test unit integration acceptance soak lint format clean
+.PHONY: help install services run test unit integration acceptance bench soak lint format clean
 
 help:
 	@echo "make run    run ledgerflow locally with the example producer (services started as needed)"
@@ -46,13 +46,20 @@ integration: install services
 acceptance: install services
 	$(BIN)/pytest tests/acceptance
 
+# Not part of `make test`: ingest against the broker's ceiling and the usual solutions,
+# then publish lag under load and against a long history (about ten minutes).
+bench: install services
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.lag
+
 # Not part of `make test`: about SOAK_MINUTES (default 10) of kills and restarts, then a check.
 soak: install services
-	$(BIN)/python bench/soak.py
+	$(BIN)/python -m bench.soak
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
 format: install

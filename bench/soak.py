@@ -58,6 +58,21 @@ BAD_BODIES = [
 PROVIDERS = {1: Decimal(1000), 2: Decimal(2000), 3: Decimal("0.5"), 4: Decimal(-75)}
 
 
+CHECKS = {
+    "stored": "SELECT provider_id, count(*) FROM historical_transactions GROUP BY 1",
+    "sums": "SELECT provider_id, sum(transaction_value) FROM historical_transactions GROUP BY 1",
+    "rejected": "SELECT count(*) FROM rejected_messages",
+    "outcomes": "SELECT outcome, count(*) FROM ledgerflow_messages GROUP BY 1",
+    "balances": "SELECT d.id || '_' || d.provider_name,"
+    " d.initial_value + coalesce(sum(h.transaction_value), 0)"
+    " FROM initial_data d LEFT JOIN historical_transactions h ON h.provider_id = d.id"
+    " GROUP BY d.id",
+    "publishes": "SELECT count(*), max(lag_seconds) FROM ledgerflow_publishes",
+    "doubled": "SELECT count(*) FROM (SELECT boundary FROM ledgerflow_publishes"
+    " GROUP BY 1 HAVING count(*) > 1) AS d",
+}
+
+
 def log(message: str) -> None:
     print(f"soak {time.strftime('%H:%M:%S')} {message}", flush=True)
 
@@ -323,43 +338,25 @@ def main() -> int:
 
     failures = []
     with psycopg.connect(db_url) as conn:
-        stored = dict(
-            conn.execute(
-                "SELECT provider_id, count(*) FROM historical_transactions GROUP BY 1"
-            ).fetchall()
-        )
-        sums = dict(
-            conn.execute(
-                "SELECT provider_id, sum(transaction_value) FROM historical_transactions GROUP BY 1"
-            ).fetchall()
-        )
-        rejected = conn.execute("SELECT count(*) FROM rejected_messages").fetchone()[0]  # type: ignore[index]
-        outcomes = dict(
-            conn.execute("SELECT outcome, count(*) FROM ledgerflow_messages GROUP BY 1").fetchall()
-        )
-        balances = dict(
-            conn.execute(
-                "SELECT d.id || '_' || provider_name, initial_value + coalesce(sum(h.transaction_value), 0)"
-                " FROM initial_data d LEFT JOIN historical_transactions h ON h.provider_id = d.id GROUP BY d.id"
-            ).fetchall()
-        )
-        publishes, max_lag = conn.execute(
-            "SELECT count(*), max(lag_seconds) FROM ledgerflow_publishes"
-        ).fetchone()  # type: ignore[misc]
-        doubled = conn.execute(
-            "SELECT count(*) FROM (SELECT boundary FROM ledgerflow_publishes GROUP BY 1 HAVING count(*) > 1) d"
-        ).fetchone()[0]  # type: ignore[index]
+        figures = {check: conn.execute(sql).fetchall() for check, sql in CHECKS.items()}
+    stored, sums = dict(figures["stored"]), dict(figures["sums"])
+    outcomes, balances = dict(figures["outcomes"]), dict(figures["balances"])
+    [(rejected,)], [(publishes, max_lag)] = figures["rejected"], figures["publishes"]
+    [(doubled,)] = figures["doubled"]
+    ledger = publisher.ledger
     for provider in PROVIDERS:
-        if stored.get(provider, 0) != publisher.ledger.count[provider]:
+        if stored.get(provider, 0) != ledger.count[provider]:
             failures.append(
-                f"provider {provider}: stored {stored.get(provider, 0)} != published {publisher.ledger.count[provider]}"
+                f"provider {provider}: stored {stored.get(provider, 0)}"
+                f" != published {ledger.count[provider]}"
             )
-        if sums.get(provider, Decimal(0)) != publisher.ledger.total[provider]:
+        if sums.get(provider, Decimal(0)) != ledger.total[provider]:
             failures.append(
-                f"provider {provider}: sum {sums.get(provider)} != published {publisher.ledger.total[provider]}"
+                f"provider {provider}: sum {sums.get(provider)}"
+                f" != published {ledger.total[provider]}"
             )
-    if rejected != publisher.ledger.bad:
-        failures.append(f"rejected {rejected} != published bad {publisher.ledger.bad}")
+    if rejected != ledger.bad:
+        failures.append(f"rejected {rejected} != published bad {ledger.bad}")
     cached = {key: cache.get(key) for key in balances}
     if cached != {key: format_amount(value) for key, value in balances.items()}:
         failures.append(f"KeyDB {cached} != database {balances}")
@@ -369,11 +366,12 @@ def main() -> int:
         failures.append(f"{workers.unclean_exits} unclean worker exits")
     verdict = "PASS" if not failures else "FAIL"
     print(
-        f"soak {verdict}: minutes={minutes:g} seed={seed} published={published} valid={published_valid}"
-        f" bad={publisher.ledger.bad} stored={sum(stored.values())} rejected={rejected}"
-        f" redelivered={outcomes.get('redelivered', 0)} duplicates={outcomes.get('duplicate', 0)}"
-        f" kills={workers.kills} sigterms={workers.stops}"
-        f" rabbitmq_restarts={int(done.get('rabbitmq', False))} postgresql_restarts={int(done.get('postgresql', False))}"
+        f"soak {verdict}: minutes={minutes:g} seed={seed} published={published}"
+        f" valid={published_valid} bad={ledger.bad} stored={sum(stored.values())}"
+        f" rejected={rejected} redelivered={outcomes.get('redelivered', 0)}"
+        f" duplicates={outcomes.get('duplicate', 0)} kills={workers.kills}"
+        f" sigterms={workers.stops} rabbitmq_restarts={int(done.get('rabbitmq', False))}"
+        f" postgresql_restarts={int(done.get('postgresql', False))}"
         f" keydb_stalls={int(done.get('keydb_stall', False))} publishes={publishes}"
         f" max_publish_lag_ms={(max_lag or 0) * 1000:.1f}",
         flush=True,

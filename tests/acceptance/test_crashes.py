@@ -77,3 +77,52 @@ def test_random_kills_lose_nothing_and_count_nothing_twice(
     )[0][0]
     print(f"{kills} kills, {redelivered} redeliveries recognised, {stored} rows")
     assert (stored, total) == (count, expected), f"seed {seed}"
+
+
+def test_sigterm_in_the_middle_of_a_burst_commits_what_it_holds(
+    db_url: str,
+    amqp_url: str,
+    queue: str,
+    make_env: Callable[..., dict[str, str]],
+    spawn: Callable[..., Process],
+) -> None:
+    query(db_url, "INSERT INTO initial_data (provider_name, initial_value) VALUES ('Visa', 0)")
+    count = 20_000
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    channel.queue_declare(queue, durable=True)
+    for value in range(count):
+        channel.basic_publish(
+            "",
+            queue,
+            f'{{"id": 1, "value": {value}}}'.encode(),
+            pika.BasicProperties(delivery_mode=2),
+        )
+    connection.close()
+    env = make_env(db_url, batch_size="100")
+    worker = spawn(["worker"], env)
+    eventually(lambda: "worker.active" in worker.output(), 20, "the worker to lead")
+    time.sleep(0.2)
+    stopped_at = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(10) == 0, worker.output()
+    assert time.monotonic() - stopped_at < 10
+    midway = query(db_url, "SELECT count(*) FROM historical_transactions")[0][0]
+    assert "worker.drained" in worker.output()
+
+    worker = spawn(["worker"], env)
+    eventually(
+        lambda: query(db_url, "SELECT count(*) FROM historical_transactions")[0][0] >= count,
+        60,
+        "the rest",
+    )
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(10) == 0
+    print(f"stopped after {midway} of {count}")
+    assert query(
+        db_url, "SELECT count(*), sum(transaction_value) FROM historical_transactions"
+    ) == [(count, sum(range(count)))]
+    # A clean stop acknowledged everything it committed: nothing came back as a redelivery.
+    assert query(db_url, "SELECT coalesce(sum(redelivered_count), 0) FROM ledgerflow_batches") == [
+        (0,)
+    ]

@@ -192,3 +192,32 @@ async def test_ingestion_goes_on_while_keydb_is_down(
     assert await scalar(conn, "SELECT count(*) FROM ledgerflow_publishes") == 0
     stop.set()
     await asyncio.wait_for(worker, 10)
+
+
+async def test_an_emptied_keydb_is_rewritten_at_the_next_boundary(
+    seeded: Any, db_url: str, redis_url: str, queue: str, amqp_url: str
+) -> None:
+    conn = seeded
+    await conn.commit()
+    settings = load_settings(
+        database_url=db_url,
+        redis_url=redis_url,
+        queue=queue,
+        amqp_url=amqp_url,
+        publish_interval=1,
+        instance="in-process",
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(Worker(settings).run(stop))
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+
+    async def balances() -> bool:
+        return await client.mget("1_Visa", "2_Mastercard") == ["1300", "1800"]
+
+    await eventually(balances)
+    await client.flushdb()  # emptied, or restarted without persistence
+    await client.set("1_Visa", "999999")  # or holding a value the database does not support
+    await eventually(balances, within=3)
+    stop.set()
+    await asyncio.wait_for(worker, 10)
+    await client.aclose()

@@ -1,0 +1,194 @@
+"""``make bench`` (second part): publish lag under load, against history, and memory.
+
+drain    a backlog of --backlog messages (default 1,000,000) drains through the real
+         worker while it publishes every --interval seconds: publish lag (boundary to
+         EXEC acknowledged) at each boundary, ingest rate, and the worker's peak RSS
+history  the publish lag of an idle worker over --samples boundaries of 1 s, with
+         10 thousand and with --history-rows (default 10 million) stored transactions
+
+python bench/lag.py [drain] [history] [--backlog N] [--interval S] [--history-rows N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from urllib.parse import urlsplit
+
+import pika
+import psycopg
+
+from bench.ingest import RESULTS, SETTINGS, PeakRss, admin, url_for
+from ledgerflow.broker import marker_queue
+
+
+def worker_env(url: str, queue: str, interval: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERFLOW_")}
+    env.update(
+        LEDGERFLOW_DATABASE_URL=url,
+        LEDGERFLOW_QUEUE=queue,
+        LEDGERFLOW_AMQP_URL=SETTINGS.amqp_url,
+        LEDGERFLOW_REDIS_URL=urlsplit(SETTINGS.redis_url)._replace(path="/13").geturl(),
+        LEDGERFLOW_PUBLISH_INTERVAL=str(interval),
+        LEDGERFLOW_LOG_LEVEL="warning",
+    )
+    return env
+
+
+def fresh_database(rows: int = 0) -> tuple[str, str]:
+    name = f"ledgerflow_bench_{uuid.uuid4().hex[:8]}"
+    admin(f'CREATE DATABASE "{name}"')
+    url = url_for(name)
+    env = {**os.environ, "LEDGERFLOW_DATABASE_URL": url}
+    subprocess.run(
+        [sys.executable, "-m", "ledgerflow", "migrate"], env=env, check=True, capture_output=True
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO initial_data (provider_name, initial_value)"
+            " VALUES ('Visa', 0), ('Mastercard', 0)"
+        )
+        done = 0
+        while done < rows:  # in slices, so that no single statement holds millions of rows
+            step = min(1_000_000, rows - done)
+            conn.execute(
+                "INSERT INTO historical_transactions (provider_id, transaction_value)"
+                " SELECT 1 + g % 2, g % 1000 FROM generate_series(1, %s) AS g",
+                (step,),
+            )
+            done += step
+        conn.execute("VACUUM ANALYZE historical_transactions")
+    return name, url
+
+
+def cleanup(database: str, queue: str) -> None:
+    admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    connection = pika.BlockingConnection(pika.URLParameters(SETTINGS.amqp_url))
+    channel = connection.channel()
+    channel.queue_delete(queue)
+    channel.queue_delete(marker_queue(queue))
+    connection.close()
+
+
+def lags(url: str) -> list[float]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT lag_seconds FROM ledgerflow_publishes ORDER BY boundary")
+        return [row[0] * 1000 for row in rows.fetchall()]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "boundaries": len(ordered),
+        "p50_ms": round(statistics.median(ordered), 2),
+        "p99_ms": round(ordered[max(0, int(len(ordered) * 0.99) - 1)], 2),
+        "max_ms": round(ordered[-1], 2),
+    }
+
+
+def drain(backlog: int, interval: int) -> dict[str, object]:
+    database, url = fresh_database()
+    queue = f"ledgerflow_bench_{uuid.uuid4().hex[:8]}"
+    try:
+        print(f"bench: filling {backlog:,} messages...", file=sys.stderr, flush=True)
+        connection = pika.BlockingConnection(pika.URLParameters(SETTINGS.amqp_url))
+        channel = connection.channel()
+        channel.queue_declare(queue, durable=True)
+        properties = pika.BasicProperties(delivery_mode=2)
+        for index in range(backlog):
+            channel.basic_publish(
+                "",
+                queue,
+                f'{{"id": {1 + index % 2}, "value": {index % 1000}}}'.encode(),
+                properties,
+            )
+        connection.close()
+        print("bench: draining through ledgerflow worker...", file=sys.stderr, flush=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ledgerflow", "worker"], env=worker_env(url, queue, interval)
+        )
+        rss = PeakRss(process.pid)
+        rss.start()
+        started = time.time()
+        while True:
+            time.sleep(0.5)
+            with psycopg.connect(url) as conn:
+                row = conn.execute("SELECT count(*) FROM ledgerflow_messages").fetchone()
+            if row and row[0] >= backlog:
+                break
+        drained = time.time() - started
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+        rss.stopped.set()
+        return {
+            "backlog": backlog,
+            "interval_s": interval,
+            "drain_seconds": round(drained, 1),
+            "rate": round(backlog / drained),
+            "peak_rss_mb": rss.peak_mb,
+            "lag": summary(lags(url)),
+        }
+    finally:
+        cleanup(database, queue)
+
+
+def idle_lag(rows: int, samples: int) -> dict[str, float]:
+    print(
+        f"bench: idle publish lag with {rows:,} stored transactions...", file=sys.stderr, flush=True
+    )
+    database, url = fresh_database(rows)
+    queue = f"ledgerflow_bench_{uuid.uuid4().hex[:8]}"
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ledgerflow", "worker"], env=worker_env(url, queue, 1)
+        )
+        while len(lags(url)) < samples:
+            time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+        return summary(lags(url)[:samples])
+    finally:
+        cleanup(database, queue)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modes", nargs="*", default=["drain", "history"])
+    parser.add_argument("--backlog", type=int, default=1_000_000)
+    parser.add_argument("--interval", type=int, default=10)
+    parser.add_argument("--history-rows", type=int, default=10_000_000)
+    parser.add_argument("--samples", type=int, default=30)
+    args = parser.parse_args()
+    record: dict[str, object] = {
+        "kind": "lag",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+    if "drain" in args.modes:
+        record["drain"] = result = drain(args.backlog, args.interval)
+        print(f"drain: {json.dumps(result)}")
+    if "history" in args.modes:
+        small = idle_lag(10_000, args.samples)
+        large = idle_lag(args.history_rows, args.samples)
+        ratio = round(large["p50_ms"] / small["p50_ms"], 2)
+        record["history"] = {"10000": small, str(args.history_rows): large, "p50_ratio": ratio}
+        print(
+            f"history: 10,000 rows {small}; {args.history_rows:,} rows {large}; p50 ratio {ratio}"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"lag-{str(record['when']).replace(':', '')}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
