@@ -121,7 +121,9 @@ def drain(backlog: int, interval: int) -> dict[str, object]:
         while True:
             time.sleep(0.5)
             with psycopg.connect(url) as conn:
-                row = conn.execute("SELECT count(*) FROM ledgerflow_messages").fetchone()
+                row = conn.execute(
+                    "SELECT coalesce(sum(message_count), 0) FROM ledgerflow_batches"
+                ).fetchone()
             if row and row[0] >= backlog:
                 break
         drained = time.time() - started

@@ -327,7 +327,7 @@ def main() -> int:
         workers.keep_alive()
         with psycopg.connect(db_url) as conn:
             consumed = conn.execute(
-                "SELECT count(*) FROM ledgerflow_messages WHERE outcome <> 'redelivered'"
+                "SELECT coalesce(sum(message_count - redelivered_count), 0) FROM ledgerflow_batches"
             ).fetchone()[0]  # type: ignore[index]
         if consumed >= published:
             break

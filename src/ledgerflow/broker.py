@@ -53,10 +53,6 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def _properties(props: pika.spec.BasicProperties) -> dict[str, Any]:
-    return {key: value for key, value in vars(props).items() if value is not None}
-
-
 def marker_queue(queue: str) -> str:
     """The queue holding the id of the last batch of ``queue`` RabbitMQ acknowledged."""
     return f"ledgerflow.acked.{queue}"
@@ -213,7 +209,7 @@ class QueueConsumer:
                 redelivered=method.redelivered,
                 received_at=datetime.now(UTC),
                 message_id=props.message_id,
-                properties=_properties(props),
+                properties=props,
             )
         )
 

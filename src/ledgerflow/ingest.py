@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,10 @@ from ledgerflow.queries import query
 
 log = structlog.get_logger(__name__)
 
+DIGEST = hashlib.sha256().digest_size
+# How each message's outcome is written in ledgerflow_batches.outcomes.
+OUTCOME_LETTER = {"stored": "S", "rejected": "R", "duplicate": "D", "redelivered": "A"}
+
 
 @dataclass(slots=True)
 class Delivery:
@@ -29,7 +34,9 @@ class Delivery:
     redelivered: bool
     received_at: datetime
     message_id: str | None = None
-    properties: dict[str, Any] = field(default_factory=dict)
+    # A mapping, or an object whose attributes are the properties (pika's BasicProperties):
+    # turned into JSON only for the rare message that is rejected.
+    properties: Any = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,13 @@ class BatchResult:
     redelivered: int
     rejected_by_reason: Counter[str]
     transaction_ids: list[int]
+
+
+def properties_json(properties: Any) -> Any:
+    """The AMQP properties of a delivery as JSON that PostgreSQL's jsonb accepts."""
+    if not isinstance(properties, Mapping):
+        properties = {k: v for k, v in vars(properties).items() if v is not None}
+    return _json_safe(properties)
 
 
 def _json_safe(value: Any) -> Any:
@@ -80,10 +94,6 @@ class BatchWriter:
         self._expected: list[bytes] = []
         self._next_expected = 0
 
-    async def _provider_ids(self) -> set[int]:
-        cursor = await self._conn.execute(query("provider_ids"))
-        return {row[0] for row in await cursor.fetchall()}
-
     async def expect_redeliveries(self, last_acknowledged_batch: int) -> int:
         """Load the messages committed after ``last_acknowledged_batch``; return how many.
 
@@ -92,13 +102,17 @@ class BatchWriter:
         and recorded as redelivered instead of being stored a second time.
         """
         cursor = await self._conn.execute(
-            query("unacknowledged_messages"),
+            query("unacknowledged_batches"),
             {"queue": self._queue, "after": last_acknowledged_batch},
         )
-        self._expected = [bytes(row[0]) for row in await cursor.fetchall()]
-        self._next_expected = 0
+        expected = []
+        for hashes, outcomes in await cursor.fetchall():
+            for position, letter in enumerate(outcomes):
+                if letter != OUTCOME_LETTER["redelivered"]:  # already counted as its original
+                    expected.append(bytes(hashes[position * DIGEST : (position + 1) * DIGEST]))
         await self._conn.commit()
-        return len(self._expected)
+        self._expected, self._next_expected = expected, 0
+        return len(expected)
 
     async def has_batches(self) -> bool:
         """Whether any batch of this queue was ever committed."""
@@ -113,20 +127,25 @@ class BatchWriter:
         async with self._conn.transaction():
             await check_term(self._conn, self._term)
             skip, next_expected = self._match_redeliveries(deliveries, hashes)
-            await self._find_duplicates(deliveries, skip)
             outcomes: list[Transaction | Rejection | None] = [
                 None if skip[i] else parse_transaction(d.body, self._max_body_bytes)
                 for i, d in enumerate(deliveries)
             ]
-            wanted = {o.provider_id for o in outcomes if isinstance(o, Transaction)}
-            if not wanted <= self._providers:
-                self._providers = await self._provider_ids()
-            for i, outcome in enumerate(outcomes):
-                if isinstance(outcome, Transaction) and outcome.provider_id not in self._providers:
-                    outcomes[i] = Rejection(
-                        Reason.UNKNOWN_PROVIDER, f"no provider with id {outcome.provider_id}"
-                    )
-            result = await self._insert(deliveries, hashes, outcomes, skip)
+            await self._reject_unknown_providers(outcomes)
+            cursor = await self._conn.execute(
+                query("insert_batch"),
+                {
+                    "queue": self._queue,
+                    "term": self._term,
+                    "instance": self._instance,
+                    "message_count": len(deliveries),
+                },
+            )
+            row = await cursor.fetchone()
+            assert row is not None
+            batch_id: int = row[0]
+            await self._skip_duplicates(batch_id, deliveries, skip, outcomes)
+            result = await self._insert(batch_id, deliveries, hashes, outcomes, skip)
         self._next_expected = next_expected  # only once the batch is committed
         return result
 
@@ -151,21 +170,51 @@ class BatchWriter:
                 position = len(self._expected)
         return skip, position
 
-    async def _find_duplicates(self, deliveries: list[Delivery], skip: list[str | None]) -> None:
-        ids = [d.message_id for i, d in enumerate(deliveries) if d.message_id and not skip[i]]
+    async def _reject_unknown_providers(
+        self, outcomes: list[Transaction | Rejection | None]
+    ) -> None:
+        wanted = {o.provider_id for o in outcomes if isinstance(o, Transaction)}
+        if not wanted <= self._providers:
+            cursor = await self._conn.execute(query("provider_ids"))
+            self._providers = {row[0] for row in await cursor.fetchall()}
+        for i, outcome in enumerate(outcomes):
+            if isinstance(outcome, Transaction) and outcome.provider_id not in self._providers:
+                outcomes[i] = Rejection(
+                    Reason.UNKNOWN_PROVIDER, f"no provider with id {outcome.provider_id}"
+                )
+
+    async def _skip_duplicates(
+        self,
+        batch_id: int,
+        deliveries: list[Delivery],
+        skip: list[str | None],
+        outcomes: list[Transaction | Rejection | None],
+    ) -> None:
+        """Claim the batch's message_ids; a message whose id was claimed before is skipped."""
+        ids = list(
+            dict.fromkeys(
+                d.message_id
+                for i, d in enumerate(deliveries)
+                if d.message_id is not None and not skip[i]
+            )
+        )
         if not ids:
             return
-        cursor = await self._conn.execute(query("seen_message_ids"), {"message_ids": ids})
-        seen = {row[0] for row in await cursor.fetchall()}
+        cursor = await self._conn.execute(
+            query("claim_message_ids"), {"batch_id": batch_id, "message_ids": ids}
+        )
+        unclaimed = {row[0] for row in await cursor.fetchall()}
         for i, delivery in enumerate(deliveries):
             if delivery.message_id is None or skip[i]:
                 continue
-            if delivery.message_id in seen:
-                skip[i] = "duplicate"
-            seen.add(delivery.message_id)
+            if delivery.message_id in unclaimed:
+                unclaimed.discard(delivery.message_id)  # the first one counts, once
+            else:
+                skip[i], outcomes[i] = "duplicate", None
 
     async def _insert(
         self,
+        batch_id: int,
         deliveries: list[Delivery],
         hashes: list[bytes],
         outcomes: list[Transaction | Rejection | None],
@@ -173,24 +222,7 @@ class BatchWriter:
     ) -> BatchResult:
         stored = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, Transaction)]
         rejected = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, Rejection)]
-        cursor = await self._conn.execute(
-            query("insert_batch"),
-            {
-                "queue": self._queue,
-                "term": self._term,
-                "instance": self._instance,
-                "message_count": len(deliveries),
-                "stored_count": len(stored),
-                "rejected_count": len(rejected),
-                "duplicate_count": skip.count("duplicate"),
-                "redelivered_count": skip.count("redelivered"),
-            },
-        )
-        row = await cursor.fetchone()
-        assert row is not None
-        batch_id: int = row[0]
-
-        transaction_ids: dict[int, int] = {}
+        transaction_ids: list[int | None] = [None] * len(deliveries)
         if stored:
             cursor = await self._conn.execute(
                 query("insert_transactions"),
@@ -200,12 +232,12 @@ class BatchWriter:
                 },
             )
             ids = sorted(r[0] for r in await cursor.fetchall())
-            transaction_ids = dict(zip((i for i, _ in stored), ids, strict=True))
+            for (i, _), row_id in zip(stored, ids, strict=True):
+                transaction_ids[i] = row_id
 
-        rejected_ids: dict[int, int] = {}
-        reasons: Counter[str] = Counter()
+        rejected_ids: list[int | None] = [None] * len(deliveries)
+        reasons: Counter[str] = Counter(r.reason.value for _, r in rejected)
         if rejected:
-            reasons.update(r.reason.value for _, r in rejected)
             cursor = await self._conn.execute(
                 query("insert_rejected"),
                 {
@@ -215,28 +247,33 @@ class BatchWriter:
                     "details": [r.detail for _, r in rejected],
                     "bodies": [deliveries[i].body for i, _ in rejected],
                     "properties": [
-                        Jsonb(_json_safe(deliveries[i].properties)) for i, _ in rejected
+                        Jsonb(properties_json(deliveries[i].properties)) for i, _ in rejected
                     ],
                     "received_at": [deliveries[i].received_at for i, _ in rejected],
                 },
             )
             ids = sorted(r[0] for r in await cursor.fetchall())
-            rejected_ids = dict(zip((i for i, _ in rejected), ids, strict=True))
+            for (i, _), row_id in zip(rejected, ids, strict=True):
+                rejected_ids[i] = row_id
 
+        letters = "".join(
+            OUTCOME_LETTER[skip[i] or ("stored" if transaction_ids[i] else "rejected")]
+            for i in range(len(deliveries))
+        )
+        message_ids = [d.message_id for d in deliveries]
         await self._conn.execute(
-            query("insert_messages"),
+            query("finish_batch"),
             {
                 "batch_id": batch_id,
-                "positions": list(range(len(deliveries))),
-                "message_ids": [d.message_id for d in deliveries],
-                "redelivered": [d.redelivered for d in deliveries],
-                "hashes": hashes,
-                "outcomes": [
-                    skip[i] or ("stored" if i in transaction_ids else "rejected")
-                    for i in range(len(deliveries))
-                ],
-                "transaction_ids": [transaction_ids.get(i) for i in range(len(deliveries))],
-                "rejected_ids": [rejected_ids.get(i) for i in range(len(deliveries))],
+                "stored_count": len(stored),
+                "rejected_count": len(rejected),
+                "duplicate_count": skip.count("duplicate"),
+                "redelivered_count": skip.count("redelivered"),
+                "body_hashes": b"".join(hashes),
+                "outcomes": letters,
+                "message_ids": message_ids if any(message_ids) else None,
+                "transaction_ids": transaction_ids if stored else None,
+                "rejected_ids": rejected_ids if rejected else None,
             },
         )
         return BatchResult(
@@ -246,5 +283,5 @@ class BatchWriter:
             duplicates=skip.count("duplicate"),
             redelivered=skip.count("redelivered"),
             rejected_by_reason=reasons,
-            transaction_ids=[transaction_ids[i] for i, _ in stored],
+            transaction_ids=[transaction_ids[i] for i, _ in stored],  # type: ignore[misc]
         )

@@ -5,7 +5,7 @@ import pika
 import pytest
 
 from ledgerflow.broker import BrokerError, QueueConsumer
-from ledgerflow.ingest import Delivery
+from ledgerflow.ingest import Delivery, properties_json
 
 from .conftest import eventually
 
@@ -31,7 +31,7 @@ async def test_consumes_a_queue_the_original_producer_declared(
     await eventually(lambda: len(received) == 2)
     assert [d.body for d in received] == [b'{"id": 1, "value": 600}', b'{"id": 2, "value": 1}']
     assert [d.message_id for d in received] == [None, "m-2"]
-    assert received[0].properties == {"delivery_mode": 2}
+    assert properties_json(received[0].properties) == {"delivery_mode": 2}
     assert not received[0].redelivered
     await consumer.ack(received[-1].tag, batch_id=1)
     await consumer.close()

@@ -10,7 +10,8 @@ pytestmark = pytest.mark.integration
 LEDGERFLOW_TABLES = {
     "ledgerflow_batches",
     "ledgerflow_leadership",
-    "ledgerflow_messages",
+    "ledgerflow_messages",  # a view
+    "ledgerflow_message_ids",
     "ledgerflow_migrations",
     "ledgerflow_provider_totals",
     "ledgerflow_publishes",
@@ -91,3 +92,49 @@ async def test_concurrent_migrations_apply_each_file_once(empty_db_url: str) -> 
 
     first, second = await asyncio.gather(run(), run())
     assert sorted(first + second) == [m.version for m in database.migrations()]
+
+
+async def test_lineage_recorded_per_message_survives_the_move_to_batch_rows(
+    empty_db_url: str,
+) -> None:
+    conn = await database.connect(empty_db_url, autocommit=True)
+    async with conn:
+        await conn.execute(
+            "CREATE TABLE ledgerflow_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        for migration in database.migrations():
+            if migration.version >= 6:
+                break
+            await conn.execute(migration.text)
+            await conn.execute(
+                "INSERT INTO ledgerflow_migrations (version, name) VALUES (%s, %s)",
+                (migration.version, migration.name),
+            )
+        await conn.execute(
+            "INSERT INTO initial_data (provider_name, initial_value) VALUES ('Visa', 1)"
+        )
+        await conn.execute(
+            "INSERT INTO historical_transactions (provider_id, transaction_value) VALUES (1, 5)"
+        )
+        await conn.execute(
+            "INSERT INTO ledgerflow_batches (queue, leader_term, instance, message_count,"
+            " stored_count, rejected_count, duplicate_count) VALUES ('q', 1, 'i', 2, 1, 0, 1)"
+        )
+        await conn.execute(
+            "INSERT INTO ledgerflow_messages (batch_id, position, message_id, redelivered,"
+            " body_sha256, outcome, transaction_id) VALUES"
+            " (1, 0, 'm-1', false, decode(repeat('aa', 32), 'hex'), 'stored', 1),"
+            " (1, 1, 'm-1', false, decode(repeat('bb', 32), 'hex'), 'duplicate', NULL)"
+        )
+        assert [m.version for m in await database.migrate(conn)] == [6]
+        cursor = await conn.execute(
+            "SELECT position, message_id, encode(body_sha256, 'hex'), outcome, transaction_id"
+            " FROM ledgerflow_messages ORDER BY position"
+        )
+        assert await cursor.fetchall() == [
+            (0, "m-1", "aa" * 32, "stored", 1),
+            (1, "m-1", "bb" * 32, "duplicate", None),
+        ]
+        cursor = await conn.execute("SELECT message_id, batch_id FROM ledgerflow_message_ids")
+        assert await cursor.fetchall() == [("m-1", 1)]

@@ -79,3 +79,25 @@ def test_any_bytes_become_a_transaction_or_a_rejection(body: bytes) -> None:
 def test_valid_messages_round_trip_exactly(provider_id: int, value: Decimal) -> None:
     body = f'{{"id": {provider_id}, "value": {value}}}'.encode()
     assert parse_transaction(body, LIMIT) == Transaction(provider_id, value)
+
+
+@given(
+    st.one_of(
+        st.builds(
+            lambda i, v, s1, s2: f'{s1}{{"id":{s2}{i},{s1}"value":{s2}{v}}}{s2}'.encode(),
+            st.integers(-5, 2**31 + 5),
+            st.one_of(
+                st.integers(-(10**21), 10**21),
+                st.decimals(allow_nan=False, allow_infinity=False, places=3),
+                st.decimals(allow_nan=False, allow_infinity=False),
+            ),
+            st.sampled_from(["", " ", "\n", "\t ", "\f"]),
+            st.sampled_from(["", " ", "\r\n"]),
+        ),
+        st.binary(max_size=40).map(lambda b: b'{"id": 1, "value": ' + b + b"}"),
+    )
+)
+def test_the_fast_path_reads_exactly_what_the_full_parser_reads(body: bytes) -> None:
+    from ledgerflow.messages import parse_strictly
+
+    assert parse_transaction(body, LIMIT) == parse_strictly(body, LIMIT)

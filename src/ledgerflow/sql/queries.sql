@@ -16,27 +16,35 @@ SELECT term FROM ledgerflow_leadership FOR SHARE;
 -- name: provider_ids
 SELECT id FROM initial_data;
 
--- name: seen_message_ids
-SELECT message_id FROM ledgerflow_messages
-WHERE message_id = ANY(%(message_ids)s::text[]) AND outcome IN ('stored', 'rejected');
+-- name: claim_message_ids
+-- Returns the ids not counted before; the others belong to duplicates.
+INSERT INTO ledgerflow_message_ids (message_id, batch_id)
+SELECT message_id, %(batch_id)s FROM unnest(%(message_ids)s::text[]) AS m(message_id)
+ON CONFLICT (message_id) DO NOTHING
+RETURNING message_id;
 
 -- name: insert_batch
+-- The lineage columns are filled by finish_batch once the rows exist.
 INSERT INTO ledgerflow_batches
     (queue, leader_term, instance, message_count, stored_count, rejected_count,
      duplicate_count, redelivered_count)
-VALUES
-    (%(queue)s, %(term)s, %(instance)s, %(message_count)s, %(stored_count)s,
-     %(rejected_count)s, %(duplicate_count)s, %(redelivered_count)s)
+VALUES (%(queue)s, %(term)s, %(instance)s, %(message_count)s, 0, 0, 0, 0)
 RETURNING id;
 
--- name: unacknowledged_messages
--- Every message of the queue's batches after the last one RabbitMQ acknowledged, in the
--- order they were delivered; a redelivery recognised earlier is the same message again.
-SELECT m.body_sha256
-FROM ledgerflow_batches AS b
-JOIN ledgerflow_messages AS m ON m.batch_id = b.id
-WHERE b.queue = %(queue)s AND b.id > %(after)s AND m.outcome <> 'redelivered'
-ORDER BY b.id, m.position;
+-- name: finish_batch
+UPDATE ledgerflow_batches
+SET stored_count = %(stored_count)s, rejected_count = %(rejected_count)s,
+    duplicate_count = %(duplicate_count)s, redelivered_count = %(redelivered_count)s,
+    body_hashes = %(body_hashes)s, outcomes = %(outcomes)s, message_ids = %(message_ids)s,
+    transaction_ids = %(transaction_ids)s, rejected_ids = %(rejected_ids)s
+WHERE id = %(batch_id)s;
+
+-- name: unacknowledged_batches
+-- The queue's batches after the last one RabbitMQ acknowledged, in the order they were
+-- committed: each message's body hash and outcome, in delivery order.
+SELECT body_hashes, outcomes FROM ledgerflow_batches
+WHERE queue = %(queue)s AND id > %(after)s
+ORDER BY id;
 
 -- name: has_batches
 SELECT EXISTS (SELECT 1 FROM ledgerflow_batches WHERE queue = %(queue)s);
@@ -57,17 +65,6 @@ FROM unnest(%(message_ids)s::text[], %(reasons)s::text[], %(details)s::text[],
             %(bodies)s::bytea[], %(properties)s::jsonb[], %(received_at)s::timestamptz[])
     AS r(message_id, reason, detail, body, properties, received_at)
 RETURNING id;
-
--- name: insert_messages
-INSERT INTO ledgerflow_messages
-    (batch_id, position, message_id, redelivered, body_sha256, outcome,
-     transaction_id, rejected_id)
-SELECT %(batch_id)s, position, message_id, redelivered, body_sha256, outcome,
-       transaction_id, rejected_id
-FROM unnest(%(positions)s::integer[], %(message_ids)s::text[], %(redelivered)s::boolean[],
-            %(hashes)s::bytea[], %(outcomes)s::text[], %(transaction_ids)s::integer[],
-            %(rejected_ids)s::bigint[])
-    AS m(position, message_id, redelivered, body_sha256, outcome, transaction_id, rejected_id);
 
 -- name: balances
 SELECT d.id, d.provider_name, d.initial_value + coalesce(t.total, 0) AS balance
