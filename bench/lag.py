@@ -61,7 +61,7 @@ def fresh_database(rows: int = 0) -> tuple[str, str]:
             step = min(1_000_000, rows - done)
             conn.execute(
                 "INSERT INTO historical_transactions (provider_id, transaction_value)"
-                " SELECT 1 + g % 2, g % 1000 FROM generate_series(1, %s) AS g",
+                " SELECT 1 + g %% 2, g %% 1000 FROM generate_series(1, %s) AS g",
                 (step,),
             )
             done += step
@@ -165,7 +165,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modes", nargs="*", default=["drain", "history"])
     parser.add_argument("--backlog", type=int, default=1_000_000)
-    parser.add_argument("--interval", type=int, default=10)
+    parser.add_argument("--interval", type=int, default=2)
     parser.add_argument("--history-rows", type=int, default=10_000_000)
     parser.add_argument("--samples", type=int, default=30)
     args = parser.parse_args()
