@@ -134,6 +134,13 @@ class QueueConsumer:
         """Set the marker to ``batch_id`` without acknowledging anything."""
         await self._commit_marker(self._open_channel(), batch_id)
 
+    async def backlog(self) -> int:
+        """Messages ready in the queue (not counting those delivered and not yet acked)."""
+        frame = await self._call(
+            self._open_channel().queue_declare, queue=self._queue, passive=True
+        )
+        return int(frame.method.message_count)
+
     async def last_acknowledged(self) -> int | None:
         """The batch id in the marker, or None when there is no marker.
 
@@ -222,7 +229,11 @@ class QueueConsumer:
 
     async def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
         done = self._future()
-        method(callback=lambda frame: self._resolve(done, frame), **kwargs)
+        try:
+            method(callback=lambda frame: self._resolve(done, frame), **kwargs)
+        except pika.exceptions.AMQPError as exc:  # e.g. the channel closed a moment ago
+            done.cancel()
+            raise BrokerError(f"RabbitMQ: {_describe(exc)}") from exc
         return await done
 
     @staticmethod
@@ -240,3 +251,34 @@ class QueueConsumer:
                 self._closed.set_result(None)
             else:
                 self._closed.set_exception(error)
+
+
+async def ping(url: str) -> None:
+    """Open a connection to RabbitMQ and close it; raise BrokerError if that fails."""
+    loop = asyncio.get_running_loop()
+    opened: asyncio.Future[Any] = loop.create_future()
+    closed: asyncio.Future[Any] = loop.create_future()
+    opened.add_done_callback(_retrieve)
+
+    def settle(future: asyncio.Future[Any], value: Any) -> None:
+        if not future.done():
+            future.set_result(value)
+
+    def fail(error: object) -> None:
+        if not opened.done():
+            opened.set_exception(BrokerError(f"RabbitMQ: {_describe(error)}"))
+        settle(closed, None)
+
+    connection = AsyncioConnection(
+        connection_parameters(url),
+        on_open_callback=lambda conn: settle(opened, conn),
+        on_open_error_callback=lambda _conn, err: fail(err),
+        on_close_callback=lambda _conn, reason: fail(reason),
+        custom_ioloop=loop,
+    )
+    try:
+        await opened
+    finally:
+        if connection.is_open:
+            connection.close()
+            await closed

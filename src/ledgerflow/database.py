@@ -22,7 +22,7 @@ class DatabaseError(Exception):
 
 
 async def connect(
-    url: str, *, autocommit: bool = False, **kwargs: Any
+    url: str, *, autocommit: bool = False, connect_timeout: int = 10, **kwargs: Any
 ) -> psycopg.AsyncConnection[Any]:
     """Open a connection tagged with ledgerflow's application name."""
     try:
@@ -30,7 +30,7 @@ async def connect(
             url,
             autocommit=autocommit,
             application_name=APPLICATION_NAME,
-            connect_timeout=10,
+            connect_timeout=connect_timeout,
             **kwargs,
         )
     except psycopg.OperationalError as exc:

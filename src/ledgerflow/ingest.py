@@ -283,5 +283,5 @@ class BatchWriter:
             duplicates=skip.count("duplicate"),
             redelivered=skip.count("redelivered"),
             rejected_by_reason=reasons,
-            transaction_ids=[transaction_ids[i] for i, _ in stored],  # type: ignore[misc]
+            transaction_ids=[row_id for row_id in transaction_ids if row_id is not None],
         )

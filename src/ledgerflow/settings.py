@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     prefetch: int = Field(2000, ge=1, le=65_535)
     max_body_bytes: int = Field(65_536, ge=64)
 
+    # /healthz, /readyz and /metrics; 0 turns the HTTP endpoints off.
+    metrics_port: int = Field(9100, ge=0, le=65_535)
+    http_host: str = "0.0.0.0"
+    # Peers whose X-Forwarded-For is believed (comma-separated addresses).
+    trusted_proxies: str = "127.0.0.1,::1"
+
     instance: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -73,6 +79,11 @@ class Settings(BaseSettings):
         if 3600 % value:
             raise ValueError("must divide 3600 so that boundaries fall on whole minutes or seconds")
         return value
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """``trusted_proxies`` as a list."""
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

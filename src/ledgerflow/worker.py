@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -16,16 +17,27 @@ from ledgerflow.cache import CacheError, RedisBalanceCache
 from ledgerflow.clock import BoundarySchedule, Clock, SystemClock
 from ledgerflow.consumer import BatchingConsumer
 from ledgerflow.database import DatabaseError, connect
+from ledgerflow.dependencies import dependency_checks
+from ledgerflow.health import Health
+from ledgerflow.http import probe_app, server
 from ledgerflow.ingest import BatchResult, BatchWriter
 from ledgerflow.leadership import Leadership, LeadershipLost
+from ledgerflow.metrics import Metrics
 from ledgerflow.publisher import BalancePublisher
+from ledgerflow.registry import WorkerRecord, forget, heartbeat_forever
 from ledgerflow.settings import Settings
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 # Losing a dependency sends the worker back to standby; anything else is a bug and ends it.
-RECOVERABLE = (LeadershipLost, DatabaseError, BrokerError, psycopg.OperationalError)
+RECOVERABLE = (
+    LeadershipLost,
+    DatabaseError,
+    BrokerError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,  # a connection that was already closed under us
+)
 
 
 class Worker:
@@ -36,24 +48,77 @@ class Worker:
         self.clock = clock or SystemClock()
         self.leadership = Leadership(settings.database_url, settings.instance)
         self.retry_delay = 2.0
+        self.metrics = Metrics()
+        self.health = Health(checks=dependency_checks(settings))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve until ``stop`` is set; return after a clean shutdown."""
+        """Serve until ``stop`` is set and return; raise if a supervised task dies.
+
+        Besides the worker itself this runs its heartbeat and, unless
+        LEDGERFLOW_METRICS_PORT is 0, the HTTP endpoints. If any of them ends, the others
+        are stopped and the failure propagates, so the process never lingers half-alive.
+        """
+        settings = self.settings
+        http = None
+        if settings.metrics_port:
+            app = probe_app(self.health, self.metrics, settings.trusted_proxy_list)
+            http = server(app, settings.http_host, settings.metrics_port)
+        address = f"{socket.gethostname()}:{settings.metrics_port}" if http else None
+        record = WorkerRecord(settings.instance, settings.queue, address)
+        supervised = [
+            asyncio.create_task(self._serve(stop), name="worker"),
+            asyncio.create_task(
+                heartbeat_forever(settings.database_url, record, self.health), name="heartbeat"
+            ),
+        ]
+        if http is not None:
+            supervised.append(asyncio.create_task(http.serve(), name="http"))
+        for task in supervised:
+            self.health.supervise(task)
+        try:
+            done, _ = await asyncio.wait(supervised, return_when=asyncio.FIRST_COMPLETED)
+            ended = done.pop()
+            ended.result()  # a failure propagates from here
+            if ended.get_name() != "worker":
+                raise RuntimeError(f"the {ended.get_name()} task stopped on its own")
+        except BaseException as exc:
+            log.error("worker.task_failed", error=repr(exc))
+            raise
+        else:
+            with contextlib.suppress(DatabaseError, psycopg.Error):
+                await forget(settings.database_url, settings.instance)
+        finally:
+            if http is not None:
+                http.should_exit = True
+            for task in supervised:
+                if task.get_name() != "http":
+                    task.cancel()
+            await asyncio.gather(*supervised, return_exceptions=True)
+
+    async def _serve(self, stop: asyncio.Event) -> None:
         try:
             while not stop.is_set():
+                self._role("standby")
                 term = await _until_stopped(self.leadership.acquire(), stop)
                 if term is None:
                     return
                 try:
+                    self._role("active")
                     await self._lead(term, stop)
                 except RECOVERABLE as exc:
                     log.warning("worker.lead_interrupted", error=str(exc), term=term)
+                    self.metrics.reconnects.labels(_dependency(exc)).inc()
                 finally:
                     await self.leadership.release()
                 if not stop.is_set():
                     await _until_stopped(asyncio.sleep(self.retry_delay), stop)
         finally:
+            self._role("standby")
             await self.leadership.release()
+
+    def _role(self, role: str) -> None:
+        self.health.role = role
+        self.metrics.leader.set(1 if role == "active" else 0)
 
     async def _lead(self, term: int, stop: asyncio.Event) -> None:
         settings = self.settings
@@ -75,7 +140,7 @@ class Worker:
                 ack=lambda tag, batch_id: broker.ack(tag, batch_id),
                 batch_size=settings.batch_size,
                 max_wait=settings.batch_max_wait,
-                on_batch=_log_batch,
+                on_batch=self._batch_committed,
             )
             broker = QueueConsumer(
                 settings.amqp_url, settings.queue, settings.prefetch, consumer.deliver
@@ -90,6 +155,7 @@ class Worker:
                 asyncio.create_task(consumer.run(), name="ingest"),
                 asyncio.create_task(self._publish_forever(publisher), name="publish"),
                 asyncio.create_task(broker.closed(), name="broker"),
+                asyncio.create_task(self._watch_backlog(broker), name="backlog"),
             }
             stopping = asyncio.create_task(stop.wait(), name="stop")
             try:
@@ -126,17 +192,54 @@ class Worker:
             try:
                 publication = await publisher.publish(boundary)
             except CacheError as exc:
+                self.metrics.publishes.labels("failed").inc()
                 log.error("balances.publish_failed", error=str(exc), boundary=_iso(boundary))
                 continue
             if publication.skipped:
+                self.metrics.publishes.labels("skipped").inc()
                 log.info("balances.already_published", boundary=_iso(boundary))
                 continue
+            self.metrics.publishes.labels("published").inc()
+            self.metrics.publish_lag.observe(publication.lag)
+            self.metrics.last_publish.set(boundary + publication.lag)
+            self.health.last_publish = boundary + publication.lag
             log.info(
                 "balances.published",
                 boundary=_iso(boundary),
                 lag_ms=round(publication.lag * 1000, 1),
                 balances=publication.keys,
             )
+
+    async def _watch_backlog(self, broker: QueueConsumer, every: float = 5.0) -> None:
+        while True:
+            self.metrics.backlog.set(await broker.backlog())
+            await asyncio.sleep(every)
+
+    def _batch_committed(self, result: BatchResult, seconds: float) -> None:
+        self.metrics.batch(result, seconds)
+        log.debug(
+            "batch.committed",
+            batch_id=result.batch_id,
+            stored=result.stored,
+            rejected=result.rejected,
+            duplicates=result.duplicates,
+            redelivered=result.redelivered,
+            commit_ms=round(seconds * 1000, 1),
+        )
+        if result.rejected:
+            log.info(
+                "batch.rejected_messages",
+                batch_id=result.batch_id,
+                reasons=dict(result.rejected_by_reason),
+            )
+
+
+def _dependency(error: BaseException) -> str:
+    if isinstance(error, BrokerError):
+        return "rabbitmq"
+    if isinstance(error, LeadershipLost):
+        return "leadership"
+    return "postgres"
 
 
 async def prepare_redeliveries(broker: QueueConsumer, writer: BatchWriter) -> None:
@@ -159,19 +262,6 @@ async def prepare_redeliveries(broker: QueueConsumer, writer: BatchWriter) -> No
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat()
-
-
-def _log_batch(result: BatchResult, seconds: float) -> None:
-    log.debug(
-        "batch.committed",
-        batch_id=result.batch_id,
-        stored=result.stored,
-        rejected=result.rejected,
-        duplicates=result.duplicates,
-        commit_ms=round(seconds * 1000, 1),
-    )
-    if result.rejected:
-        log.info("batch.rejected_messages", reasons=dict(result.rejected_by_reason))
 
 
 async def _until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:

@@ -62,6 +62,7 @@ def make_env(redis_url: str, queue: str, amqp_url: str) -> Callable[..., dict[st
             LEDGERFLOW_QUEUE=queue,
             LEDGERFLOW_AMQP_URL=amqp_url,
             LEDGERFLOW_LOG_FORMAT="json",
+            LEDGERFLOW_METRICS_PORT="0",  # several workers share this host
         )
         env.update({f"LEDGERFLOW_{k.upper()}": v for k, v in settings.items()})
         return env

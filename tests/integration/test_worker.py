@@ -38,6 +38,7 @@ async def test_worker_stores_messages_and_publishes_on_every_boundary(
         amqp_url=amqp_url,
         publish_interval=1,
         instance="in-process",
+        metrics_port=0,
     )
     stop = asyncio.Event()
     worker = asyncio.create_task(Worker(settings).run(stop))
@@ -90,6 +91,7 @@ async def test_stopping_commits_and_acknowledges_what_was_received(
         batch_max_wait=10,
         batch_size=1000,
         instance="in-process",
+        metrics_port=0,
     )
     stop = asyncio.Event()
     worker = asyncio.create_task(Worker(settings).run(stop))
@@ -133,6 +135,7 @@ async def test_worker_recovers_when_its_database_sessions_are_killed(
         amqp_url=amqp_url,
         publish_interval=1,
         instance="in-process",
+        metrics_port=0,
     )
     worker_instance = Worker(settings)
     worker_instance.retry_delay = 0.2
@@ -178,6 +181,7 @@ async def test_ingestion_goes_on_while_keydb_is_down(
         amqp_url=amqp_url,
         publish_interval=1,
         instance="in-process",
+        metrics_port=0,
     )
     stop = asyncio.Event()
     worker = asyncio.create_task(Worker(settings).run(stop))
@@ -206,6 +210,7 @@ async def test_an_emptied_keydb_is_rewritten_at_the_next_boundary(
         amqp_url=amqp_url,
         publish_interval=1,
         instance="in-process",
+        metrics_port=0,
     )
     stop = asyncio.Event()
     worker = asyncio.create_task(Worker(settings).run(stop))

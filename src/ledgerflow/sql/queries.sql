@@ -85,3 +85,31 @@ VALUES (%(boundary)s, %(term)s, %(instance)s, %(provider_count)s, %(published_at
 ON CONFLICT (boundary, term) DO UPDATE
 SET published_at = excluded.published_at, lag_seconds = excluded.lag_seconds,
     provider_count = excluded.provider_count;
+
+-- name: heartbeat
+INSERT INTO ledgerflow_workers
+    (instance, role, host, pid, http_address, queue, started_at, heartbeat_at)
+VALUES (%(instance)s, %(role)s, %(host)s, %(pid)s, %(http_address)s, %(queue)s,
+        %(started_at)s, now())
+ON CONFLICT (instance) DO UPDATE
+SET role = excluded.role, host = excluded.host, pid = excluded.pid,
+    http_address = excluded.http_address, queue = excluded.queue,
+    started_at = excluded.started_at, heartbeat_at = now();
+
+-- name: forget_worker
+DELETE FROM ledgerflow_workers WHERE instance = %(instance)s;
+
+-- name: workers
+SELECT instance, role, host, pid, http_address, queue, started_at, heartbeat_at,
+       extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age
+FROM ledgerflow_workers ORDER BY instance;
+
+-- name: last_publication
+SELECT boundary, published_at, lag_seconds, instance,
+       extract(epoch FROM now() - published_at)::float8 AS age
+FROM ledgerflow_publishes ORDER BY published_at DESC LIMIT 1;
+
+-- name: rejected_summary
+SELECT count(*) AS total,
+       count(*) FILTER (WHERE received_at > now() - interval '1 hour') AS last_hour
+FROM rejected_messages;
