@@ -200,7 +200,8 @@ class QueueConsumer:
         if not connection.is_closing:
             connection.close()
         with contextlib.suppress(BrokerError, TimeoutError):
-            await asyncio.wait_for(done, 5)
+            async with asyncio.timeout(5):
+                await done
 
     def _on_message(
         self,

@@ -145,6 +145,33 @@ def produce_command(
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Report every worker (active and standby) and exit 1 if anything is unhealthy.
+
+    Unhealthy: a heartbeat older than 2 minutes, a worker that does not answer its
+    /healthz, an active worker without a publication for 2 minutes, or no healthy active
+    worker at all. Made for cron and monitors.
+    """
+    from ledgerflow import status as report_status
+
+    settings = _settings(ctx)
+    report: dict[str, Any] = {}
+
+    async def gather() -> dict[str, Any]:
+        await _require_migrated(settings.database_url)
+        return await report_status.gather(settings)
+
+    def collect() -> None:
+        report.update(asyncio.run(gather()))
+
+    _run_or_explain(collect)
+    click.echo(report_status.as_json(report) if as_json else report_status.render(report))
+    sys.exit(0 if report["healthy"] else 1)
+
+
+@main.command()
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run everything locally in the foreground: migrate, seed, worker and producer."""

@@ -71,7 +71,8 @@ class BatchingConsumer:
                 return
             if not self._full.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self._max_wait)
+                    async with asyncio.timeout(self._max_wait):  # see registry.py on wait_for
+                        await self._full.wait()
             await self._commit_one()
 
     async def _commit_one(self) -> None:

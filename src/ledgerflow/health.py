@@ -19,6 +19,7 @@ class Health:
     """What a process knows about itself, kept up to date by the worker."""
 
     role: str = "starting"  # then "standby" or "active"
+    role_changed: asyncio.Event = field(default_factory=asyncio.Event)
     last_publish: float | None = None
     tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     checks: dict[str, Check] = field(default_factory=dict)

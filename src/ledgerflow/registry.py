@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from dataclasses import dataclass, field
@@ -52,13 +53,19 @@ async def beat(database_url: str, record: WorkerRecord, role: str) -> None:
 
 
 async def heartbeat_forever(database_url: str, record: WorkerRecord, health: Health) -> None:
-    """Beat every HEARTBEAT_EVERY seconds; a failed beat is logged, not fatal."""
+    """Beat every HEARTBEAT_EVERY seconds and at once when the role changes; a failed beat
+    is logged, not fatal."""
     while True:
+        health.role_changed.clear()
         try:
             await beat(database_url, record, health.role)
         except (DatabaseError, psycopg.Error) as exc:
             log.warning("registry.heartbeat_failed", error=str(exc))
-        await asyncio.sleep(HEARTBEAT_EVERY)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that arrives as the event is set (which is what happens at shutdown).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HEARTBEAT_EVERY):
+                await health.role_changed.wait()
 
 
 async def forget(database_url: str, instance: str) -> None:
@@ -69,20 +76,18 @@ async def forget(database_url: str, instance: str) -> None:
 
 
 async def snapshot(database_url: str) -> dict[str, Any]:
-    """Workers, last publication and rejections, as `ledgerflow status` reports them."""
+    """Workers with their latest publication, and rejection counts, from the database."""
     conn = await connect(database_url, autocommit=True, connect_timeout=5)
     async with conn:
-        cursor = await conn.execute(query("workers"))
-        columns = [c.name for c in cursor.description or []]
-        workers = [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]
-        cursor = await conn.execute(query("last_publication"))
-        row = await cursor.fetchone()
-        columns = [c.name for c in cursor.description or []]
-        publication = dict(zip(columns, row, strict=True)) if row else None
-        cursor = await conn.execute(query("rejected_summary"))
-        total, last_hour = await cursor.fetchone() or (0, 0)
-    return {
-        "workers": workers,
-        "last_publication": publication,
-        "rejected": {"total": total, "last_hour": last_hour},
-    }
+        workers = await _records(conn, "workers")
+        publications = {p["instance"]: p for p in await _records(conn, "last_publications")}
+        [rejected] = await _records(conn, "rejected_summary")
+    for worker in workers:
+        worker["last_publication"] = publications.get(worker["instance"])
+    return {"workers": workers, "rejected": rejected}
+
+
+async def _records(conn: psycopg.AsyncConnection[Any], name: str) -> list[dict[str, Any]]:
+    cursor = await conn.execute(query(name))
+    columns = [column.name for column in cursor.description or []]
+    return [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]

@@ -33,6 +33,14 @@ def where_to_look(settings: Settings) -> str:
             " written at every minute boundary",
             "  watch     the 'balances.published' lines below,"
             " or: redis-cli MGET 1_Visa 2_Mastercard",
+            *(
+                [
+                    f"  health    http://127.0.0.1:{settings.metrics_port}/healthz, /readyz;"
+                    f" metrics at /metrics; `ledgerflow status` for every worker"
+                ]
+                if settings.metrics_port
+                else []
+            ),
             "Press Ctrl-C to stop.",
         ]
     )

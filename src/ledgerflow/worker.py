@@ -75,18 +75,17 @@ class Worker:
             supervised.append(asyncio.create_task(http.serve(), name="http"))
         for task in supervised:
             self.health.supervise(task)
+        clean = False
         try:
             done, _ = await asyncio.wait(supervised, return_when=asyncio.FIRST_COMPLETED)
             ended = done.pop()
             ended.result()  # a failure propagates from here
             if ended.get_name() != "worker":
                 raise RuntimeError(f"the {ended.get_name()} task stopped on its own")
+            clean = True
         except BaseException as exc:
             log.error("worker.task_failed", error=repr(exc))
             raise
-        else:
-            with contextlib.suppress(DatabaseError, psycopg.Error):
-                await forget(settings.database_url, settings.instance)
         finally:
             if http is not None:
                 http.should_exit = True
@@ -94,6 +93,9 @@ class Worker:
                 if task.get_name() != "http":
                     task.cancel()
             await asyncio.gather(*supervised, return_exceptions=True)
+            if clean:  # a clean stop leaves the registry; a crash stays there, to be seen
+                with contextlib.suppress(DatabaseError, psycopg.Error):
+                    await forget(settings.database_url, settings.instance)
 
     async def _serve(self, stop: asyncio.Event) -> None:
         try:
@@ -117,7 +119,9 @@ class Worker:
             await self.leadership.release()
 
     def _role(self, role: str) -> None:
-        self.health.role = role
+        if role != self.health.role:
+            self.health.role = role
+            self.health.role_changed.set()
         self.metrics.leader.set(1 if role == "active" else 0)
 
     async def _lead(self, term: int, stop: asyncio.Event) -> None:

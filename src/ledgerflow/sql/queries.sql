@@ -100,14 +100,17 @@ SET role = excluded.role, host = excluded.host, pid = excluded.pid,
 DELETE FROM ledgerflow_workers WHERE instance = %(instance)s;
 
 -- name: workers
-SELECT instance, role, host, pid, http_address, queue, started_at, heartbeat_at,
-       extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age
-FROM ledgerflow_workers ORDER BY instance;
+SELECT w.instance, w.role, w.host, w.pid, w.http_address, w.queue, w.started_at,
+       w.heartbeat_at, extract(epoch FROM now() - w.heartbeat_at)::float8 AS heartbeat_age,
+       CASE WHEN l.instance = w.instance
+            THEN extract(epoch FROM now() - l.acquired_at)::float8 END AS active_for
+FROM ledgerflow_workers AS w CROSS JOIN ledgerflow_leadership AS l
+ORDER BY w.instance;
 
--- name: last_publication
-SELECT boundary, published_at, lag_seconds, instance,
+-- name: last_publications
+SELECT DISTINCT ON (instance) instance, boundary, published_at, lag_seconds,
        extract(epoch FROM now() - published_at)::float8 AS age
-FROM ledgerflow_publishes ORDER BY published_at DESC LIMIT 1;
+FROM ledgerflow_publishes ORDER BY instance, published_at DESC;
 
 -- name: rejected_summary
 SELECT count(*) AS total,

@@ -10,3 +10,6 @@ CREATE TABLE ledgerflow_workers (
     started_at TIMESTAMPTZ NOT NULL,
     heartbeat_at TIMESTAMPTZ NOT NULL
 );
+
+-- `ledgerflow status` reads each instance's latest publication.
+CREATE INDEX ledgerflow_publishes_instance_idx ON ledgerflow_publishes (instance, published_at);
