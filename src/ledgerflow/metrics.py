@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ledgerflow.ingest import BatchResult
+from ledgerflow.messages import Reason
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -70,6 +71,10 @@ class Metrics:
             self.messages.labels(outcome)
         for result in ("published", "failed", "skipped"):
             self.publishes.labels(result)
+        for reason in Reason:  # every series exists from the start, so rate() works at once
+            self.rejected.labels(reason.value)
+        for dependency in ("postgres", "rabbitmq", "leadership"):
+            self.reconnects.labels(dependency)
 
     def batch(self, result: BatchResult, seconds: float) -> None:
         """Count one committed batch."""

@@ -127,3 +127,20 @@ def test_workers_are_probed_drained_and_protected(overlay: str, replicas: int) -
     assert {r["metadata"].get("namespace") for r in resources.values()} == {
         {"dev": "ledgerflow-dev", "staging": "ledgerflow-staging", "prod": "ledgerflow"}[overlay]
     }
+
+
+def test_alert_rules_refer_only_to_metrics_ledgerflow_exposes() -> None:
+    import re
+
+    from ledgerflow.metrics import Metrics
+
+    exposed = Metrics().render().decode()
+    names = set(re.findall(r"^(ledgerflow_\w+?)(?:\{| )", exposed, re.MULTILINE))
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yaml").read_text())
+    [group] = rules["groups"]
+    assert group["rules"]
+    for rule in group["rules"]:
+        assert rule["alert"].startswith("Ledgerflow") and rule["annotations"]["summary"]
+        assert rule["labels"]["severity"] in {"page", "warn"}
+        for metric in re.findall(r"ledgerflow_\w+", rule["expr"]):
+            assert metric in names, f"{rule['alert']} uses {metric}, which is not exposed"
