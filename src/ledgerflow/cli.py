@@ -145,6 +145,27 @@ def produce_command(
 
 
 @main.command()
+@click.pass_context
+def api(ctx: click.Context) -> None:
+    """Serve the HTTP API on LEDGERFLOW_HTTP_PORT (stateless: run as many as needed).
+
+    SIGTERM stops it gracefully: no new connections, requests in flight are answered.
+    """
+    from ledgerflow.api import create_app
+    from ledgerflow.http import server
+
+    settings = _settings(ctx)
+    log.info("api.starting", port=settings.http_port)
+    srv = server(create_app(settings), settings.http_host, settings.http_port, embedded=False)
+    # uvicorn re-raises the stop signal once it has shut down gracefully; that signal has
+    # been handled, so the process then ends normally, with exit code 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+    _run_or_explain(srv.run)
+    log.info("api.stopped")
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:

@@ -6,7 +6,7 @@ import contextlib
 import ipaddress
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 import uvicorn
@@ -17,7 +17,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledgerflow.health import Health
-from ledgerflow.metrics import CONTENT_TYPE_LATEST, Metrics
+from ledgerflow.metrics import CONTENT_TYPE_LATEST
 
 log = structlog.get_logger("ledgerflow.http")
 
@@ -85,7 +85,15 @@ def _normalise(address: str) -> str:
         return address.strip()
 
 
-def probe_routes(health: Health, metrics: Metrics | None) -> list[Route]:
+class Renders(Protocol):
+    """Anything with metrics to expose."""
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        ...
+
+
+def probe_routes(health: Health, metrics: Renders | None) -> list[Route]:
     """The routes every ledgerflow process serves."""
 
     async def healthz(_request: Request) -> Response:
@@ -111,23 +119,42 @@ async def _not_found(request: Request, _exc: Exception) -> Response:
     return JSONResponse({"error": f"no route {request.url.path}"}, status_code=404)
 
 
-def probe_app(health: Health, metrics: Metrics | None, trusted_proxies: Iterable[str]) -> Any:
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("http.error", path=request.url.path, error=repr(exc))
+    return JSONResponse({"error": "internal error; the server log has the details"}, 500)
+
+
+EXCEPTION_HANDLERS = {404: _not_found, 500: _internal_error}
+
+
+def probe_app(health: Health, metrics: Renders | None, trusted_proxies: Iterable[str]) -> Any:
     """The worker's HTTP application."""
-    app = Starlette(routes=probe_routes(health, metrics), exception_handlers={404: _not_found})
+    app = Starlette(routes=probe_routes(health, metrics), exception_handlers=EXCEPTION_HANDLERS)
     return AccessLog(app, trusted_proxies)
 
 
-class Server(uvicorn.Server):
-    """uvicorn, leaving signals to ledgerflow (which stops it with ``should_exit``)."""
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn inside the worker, leaving signals to it (it stops this with ``should_exit``)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
 
-def server(app: Any, host: str, port: int) -> Server:
-    """A uvicorn server for ``app`` that leaves logging and signals to ledgerflow."""
+def server(app: Any, host: str, port: int, embedded: bool = True) -> uvicorn.Server:
+    """A uvicorn server for ``app`` that leaves logging to ledgerflow.
+
+    Embedded (in the worker), it leaves signals to the worker too; standalone (the API),
+    uvicorn handles SIGTERM itself: it stops accepting, finishes the requests in flight,
+    then exits.
+    """
     config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=20,
     )
-    return Server(config)
+    return EmbeddedServer(config) if embedded else uvicorn.Server(config)

@@ -48,7 +48,9 @@ class Settings(BaseSettings):
     prefetch: int = Field(2000, ge=1, le=65_535)
     max_body_bytes: int = Field(65_536, ge=64)
 
-    # /healthz, /readyz and /metrics; 0 turns the HTTP endpoints off.
+    # Port of `ledgerflow api` (the original service listened on 3000).
+    http_port: int = Field(3000, ge=1, le=65_535)
+    # The worker's /healthz, /readyz and /metrics; 0 turns them off.
     metrics_port: int = Field(9100, ge=0, le=65_535)
     http_host: str = "0.0.0.0"
     # Peers whose X-Forwarded-For is believed (comma-separated addresses).

@@ -51,6 +51,7 @@ def test_the_stack_has_every_service_the_brief_names(compose: dict[str, Any]) ->
         "migrate",
         "worker",
         "worker-standby",
+        "api",
     } <= set(services)
     assert services["keydb"]["image"].startswith("eqalpha/keydb")
     assert services["rabbitmq"]["image"] == "rabbitmq:3-management"
@@ -69,7 +70,7 @@ def test_every_dependency_condition_can_be_met(compose: dict[str, Any]) -> None:
 
 def test_ledgerflow_services_pass_ledgerflow_configuration(compose: dict[str, Any]) -> None:
     instances = set()
-    for name in ("migrate", "producer", "worker", "worker-standby"):
+    for name in ("migrate", "producer", "worker", "worker-standby", "api"):
         environment = compose["services"][name]["environment"]
         settings = load_settings(
             **{k.removeprefix("LEDGERFLOW_").lower(): v for k, v in environment.items()}
@@ -144,3 +145,18 @@ def test_alert_rules_refer_only_to_metrics_ledgerflow_exposes() -> None:
         assert rule["labels"]["severity"] in {"page", "warn"}
         for metric in re.findall(r"ledgerflow_\w+", rule["expr"]):
             assert metric in names, f"{rule['alert']} uses {metric}, which is not exposed"
+
+
+@pytest.mark.parametrize(("overlay", "min_api"), [("dev", 1), ("staging", 1), ("prod", 2)])
+def test_the_api_is_stateless_probed_and_autoscaled(overlay: str, min_api: int) -> None:
+    resources = {(r["kind"], r["metadata"]["name"]): r for r in render(overlay)}
+    api = resources[("Deployment", "ledgerflow-api")]
+    [container] = api["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["api"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    service = resources[("Service", "ledgerflow-api")]
+    assert service["spec"]["selector"] == api["spec"]["selector"]["matchLabels"]
+    autoscaler = resources[("HorizontalPodAutoscaler", "ledgerflow-api")]
+    assert autoscaler["spec"]["scaleTargetRef"]["name"] == "ledgerflow-api"
+    assert autoscaler["spec"]["minReplicas"] == min_api <= autoscaler["spec"]["maxReplicas"]
