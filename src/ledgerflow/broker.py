@@ -20,6 +20,7 @@ import pika.spec
 from pika.adapters.asyncio_connection import AsyncioConnection
 
 from ledgerflow.ingest import Delivery
+from ledgerflow.tracing import MessageTracer
 
 
 class BrokerError(Exception):
@@ -72,13 +73,19 @@ class QueueConsumer:
     """
 
     def __init__(
-        self, url: str, queue: str, prefetch: int, on_delivery: Callable[[Delivery], None]
+        self,
+        url: str,
+        queue: str,
+        prefetch: int,
+        on_delivery: Callable[[Delivery], None],
+        tracer: MessageTracer | None = None,
     ) -> None:
         self._params = connection_parameters(url)
         self._queue = queue
         self._marker_queue = marker_queue(queue)
         self._prefetch = prefetch
         self._on_delivery = on_delivery
+        self._tracer = tracer if tracer is not None and tracer.enabled else None
         self._connection: AsyncioConnection | None = None
         self._channel: pika.channel.Channel | None = None
         self._consumer_tag: str | None = None
@@ -210,16 +217,25 @@ class QueueConsumer:
         props: pika.spec.BasicProperties,
         body: bytes,
     ) -> None:
-        self._on_delivery(
-            Delivery(
-                body=body,
-                tag=method.delivery_tag,
-                redelivered=method.redelivered,
-                received_at=datetime.now(UTC),
-                message_id=props.message_id,
-                properties=props,
-            )
+        delivery = Delivery(
+            body=body,
+            tag=method.delivery_tag,
+            redelivered=method.redelivered,
+            received_at=datetime.now(UTC),
+            message_id=props.message_id,
+            properties=props,
         )
+        if self._tracer is not None:
+            delivery.trace = self._tracer.received(
+                props.headers,
+                {
+                    "messaging.system": "rabbitmq",
+                    "messaging.destination.name": self._queue,
+                    "messaging.message.id": props.message_id or "",
+                    "messaging.rabbitmq.delivery_tag": method.delivery_tag,
+                },
+            )
+        self._on_delivery(delivery)
 
     def _future(self) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

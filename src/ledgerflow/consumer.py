@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
 
 from ledgerflow.ingest import BatchResult, BatchWriter, Delivery
+from ledgerflow.tracing import MessageTracer
 
 log = structlog.get_logger(__name__)
 
@@ -31,12 +33,14 @@ class BatchingConsumer:
         batch_size: int,
         max_wait: float,
         on_batch: Callable[[BatchResult, float], None] | None = None,
+        tracer: MessageTracer | None = None,
     ) -> None:
         self._writer = writer
         self._ack = ack
         self._batch_size = batch_size
         self._max_wait = max_wait
         self._on_batch = on_batch
+        self._tracer = tracer
         self._pending: list[Delivery] = []
         self._nonempty = asyncio.Event()
         self._full = asyncio.Event()
@@ -78,6 +82,7 @@ class BatchingConsumer:
     async def _commit_one(self) -> None:
         batch = self._pending[: self._batch_size]
         started = asyncio.get_running_loop().time()
+        started_ns = time.time_ns()
         result = await self._writer.write(batch)
         # Only now may the batch leave the queue; concurrent deliveries were appended after it.
         await self._ack(batch[-1].tag, result.batch_id)
@@ -88,5 +93,7 @@ class BatchingConsumer:
             if len(self._pending) < self._batch_size:
                 self._full.clear()
         elapsed = asyncio.get_running_loop().time() - started
+        if self._tracer is not None:
+            self._tracer.committed((d.trace for d in batch), started_ns, result.batch_id)
         if self._on_batch is not None:
             self._on_batch(result, elapsed)

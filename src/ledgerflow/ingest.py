@@ -37,6 +37,7 @@ class Delivery:
     # A mapping, or an object whose attributes are the properties (pika's BasicProperties):
     # turned into JSON only for the rare message that is rejected.
     properties: Any = field(default_factory=dict)
+    trace: Any = None  # the message's span context when tracing is on
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     trusted_proxies: str = "127.0.0.1,::1"
 
     instance: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+    # Tracing follows OpenTelemetry's own variables; unset, it is off.
+    otel_traces_exporter: str | None = Field(None, validation_alias="OTEL_TRACES_EXPORTER")
+    otel_sdk_disabled: bool = Field(False, validation_alias="OTEL_SDK_DISABLED")
+    otel_service_name: str = Field("ledgerflow", validation_alias="OTEL_SERVICE_NAME")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 
@@ -102,5 +107,6 @@ def load_settings(**overrides: object) -> Settings:
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
             message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{ENV_PREFIX}{field.upper()}: {message} (got {error['input']!r})")
+            variable = field if field.isupper() else f"{ENV_PREFIX}{field.upper()}"
+            problems.append(f"{variable}: {message} (got {error['input']!r})")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None

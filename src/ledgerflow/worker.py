@@ -26,6 +26,7 @@ from ledgerflow.metrics import Metrics
 from ledgerflow.publisher import BalancePublisher
 from ledgerflow.registry import WorkerRecord, forget, heartbeat_forever
 from ledgerflow.settings import Settings
+from ledgerflow.tracing import configure as configure_tracing
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -50,6 +51,7 @@ class Worker:
         self.retry_delay = 2.0
         self.metrics = Metrics()
         self.health = Health(checks=dependency_checks(settings))
+        self.tracer = configure_tracing(settings)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set and return; raise if a supervised task dies.
@@ -145,9 +147,10 @@ class Worker:
                 batch_size=settings.batch_size,
                 max_wait=settings.batch_max_wait,
                 on_batch=self._batch_committed,
+                tracer=self.tracer,
             )
             broker = QueueConsumer(
-                settings.amqp_url, settings.queue, settings.prefetch, consumer.deliver
+                settings.amqp_url, settings.queue, settings.prefetch, consumer.deliver, self.tracer
             )
             stack.push_async_callback(broker.close)
             await broker.start()
@@ -204,6 +207,7 @@ class Worker:
                 log.info("balances.already_published", boundary=_iso(boundary))
                 continue
             self.metrics.publishes.labels("published").inc()
+            self.tracer.published(int(boundary * 1e9), boundary)
             self.metrics.publish_lag.observe(publication.lag)
             self.metrics.last_publish.set(boundary + publication.lag)
             self.health.last_publish = boundary + publication.lag
