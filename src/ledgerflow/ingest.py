@@ -254,8 +254,16 @@ class BatchWriter:
                 },
             )
             ids = sorted(r[0] for r in await cursor.fetchall())
-            for (i, _), row_id in zip(rejected, ids, strict=True):
+            for (i, rejection), row_id in zip(rejected, ids, strict=True):
                 rejected_ids[i] = row_id
+                log.debug(
+                    "ingest.rejected",
+                    tag=deliveries[i].tag,
+                    message_id=deliveries[i].message_id,
+                    reason=rejection.reason.value,
+                    detail=rejection.detail,
+                    rejected_id=row_id,
+                )
 
         letters = "".join(
             OUTCOME_LETTER[skip[i] or ("stored" if transaction_ids[i] else "rejected")]
