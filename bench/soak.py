@@ -17,6 +17,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -164,13 +165,16 @@ class Workers:
     def __init__(self, env: dict[str, str], logdir: Path) -> None:
         self.env, self.logdir = env, logdir
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.ports: dict[str, int] = {}
         self.kills = self.stops = self.unclean_exits = 0
 
     def start(self, name: str) -> None:
         out = (self.logdir / f"{name}.log").open("ab")
+        # Each worker keeps its HTTP port across restarts, so probes can follow it.
+        port = self.ports.setdefault(name, free_port())
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "ledgerflow", "worker"],
-            env={**self.env, "LEDGERFLOW_INSTANCE": name},
+            env={**self.env, "LEDGERFLOW_INSTANCE": name, "LEDGERFLOW_METRICS_PORT": str(port)},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -209,6 +213,12 @@ class Workers:
             if code not in (0, -signal.SIGKILL):
                 self.unclean_exits += 1
                 log(f"worker {name} exited {code} at the end")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def restart_rabbitmq() -> bool:
