@@ -64,6 +64,21 @@ class Result:
     correct: bool
 
 
+def worker_env(url: str, queue: str, interval: int = 60) -> dict[str, str]:
+    """The environment of a benchmarked ``ledgerflow worker``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERFLOW_")}
+    env.update(
+        LEDGERFLOW_DATABASE_URL=url,
+        LEDGERFLOW_QUEUE=queue,
+        LEDGERFLOW_AMQP_URL=SETTINGS.amqp_url,
+        LEDGERFLOW_REDIS_URL=urlsplit(SETTINGS.redis_url)._replace(path="/13").geturl(),
+        LEDGERFLOW_PUBLISH_INTERVAL=str(interval),
+        LEDGERFLOW_METRICS_PORT="0",
+        LEDGERFLOW_LOG_LEVEL="warning",
+    )
+    return env
+
+
 def url_for(database: str) -> str:
     return urlsplit(SETTINGS.database_url)._replace(path=f"/{database}").geturl()
 
@@ -160,15 +175,9 @@ def run_solution(name: str, count: int) -> Result:
     try:
         published = fill(queue, count)
         if name == "ledgerflow":
-            env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERFLOW_")}
-            env.update(
-                LEDGERFLOW_DATABASE_URL=url,
-                LEDGERFLOW_QUEUE=queue,
-                LEDGERFLOW_AMQP_URL=SETTINGS.amqp_url,
-                LEDGERFLOW_REDIS_URL=urlsplit(SETTINGS.redis_url)._replace(path="/13").geturl(),
-                LEDGERFLOW_LOG_LEVEL="warning",
+            process = subprocess.Popen(
+                [sys.executable, "-m", "ledgerflow", "worker"], env=worker_env(url, queue)
             )
-            process = subprocess.Popen([sys.executable, "-m", "ledgerflow", "worker"], env=env)
         else:
             args = [
                 sys.executable,

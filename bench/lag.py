@@ -21,41 +21,19 @@ import subprocess
 import sys
 import time
 import uuid
-from urllib.parse import urlsplit
 
 import pika
 import psycopg
 
-from bench.ingest import RESULTS, SETTINGS, PeakRss, admin, url_for
+from bench.ingest import RESULTS, SETTINGS, PeakRss, admin, prepare_database, worker_env
 from ledgerflow.broker import marker_queue
 
 
-def worker_env(url: str, queue: str, interval: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERFLOW_")}
-    env.update(
-        LEDGERFLOW_DATABASE_URL=url,
-        LEDGERFLOW_QUEUE=queue,
-        LEDGERFLOW_AMQP_URL=SETTINGS.amqp_url,
-        LEDGERFLOW_REDIS_URL=urlsplit(SETTINGS.redis_url)._replace(path="/13").geturl(),
-        LEDGERFLOW_PUBLISH_INTERVAL=str(interval),
-        LEDGERFLOW_LOG_LEVEL="warning",
-    )
-    return env
-
-
 def fresh_database(rows: int = 0) -> tuple[str, str]:
+    """A migrated database with the two providers and ``rows`` stored transactions."""
     name = f"ledgerflow_bench_{uuid.uuid4().hex[:8]}"
-    admin(f'CREATE DATABASE "{name}"')
-    url = url_for(name)
-    env = {**os.environ, "LEDGERFLOW_DATABASE_URL": url}
-    subprocess.run(
-        [sys.executable, "-m", "ledgerflow", "migrate"], env=env, check=True, capture_output=True
-    )
+    url = prepare_database(name, ledgerflow=True)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO initial_data (provider_name, initial_value)"
-            " VALUES ('Visa', 0), ('Mastercard', 0)"
-        )
         done = 0
         while done < rows:  # in slices, so that no single statement holds millions of rows
             step = min(1_000_000, rows - done)

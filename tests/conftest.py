@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from urllib.parse import urlsplit
 
 import pika
@@ -189,4 +190,23 @@ def publish(queue: str, amqp_url: str) -> Iterator[object]:
         channel.basic_publish("", queue, body, props)
 
     yield send
+    connection.close()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def publish_bodies(amqp_url: str, queue: str, bodies: Iterable[bytes]) -> None:
+    """Publish many bodies quickly, as the original producer does (persistent, no id, no
+    confirms: RabbitMQ takes them in order before it takes the connection's close)."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    channel.queue_declare(queue, durable=True)
+    properties = pika.BasicProperties(delivery_mode=2)
+    for body in bodies:
+        channel.basic_publish("", queue, body, properties)
     connection.close()

@@ -156,13 +156,48 @@ def api(ctx: click.Context) -> None:
 
     settings = _settings(ctx)
     log.info("api.starting", port=settings.http_port)
-    srv = server(create_app(settings), settings.http_host, settings.http_port, embedded=False)
+    srv = server(
+        create_app(settings), settings.http_host, settings.http_port, embedded=False, lifespan="on"
+    )
     # uvicorn re-raises the stop signal once it has shut down gracefully; that signal has
     # been handled, so the process then ends normally, with exit code 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
     _run_or_explain(srv.run)
     log.info("api.stopped")
+
+
+@main.group()
+def rates() -> None:
+    """Rates data: load a dump or CSV files."""
+
+
+@rates.command(name="load")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--replace", is_flag=True, help="Empty prices first (regions and ports are kept).")
+@click.pass_context
+def rates_load(ctx: click.Context, paths: tuple[str, ...], replace: bool) -> None:
+    """Load a dump like the original rates.sql, or ports/regions/prices CSV files.
+
+    Everything goes in one transaction: all of it, or nothing.
+    """
+    from pathlib import Path
+
+    from ledgerflow import dumps
+
+    settings = _settings(ctx)
+
+    def load() -> None:
+        _prepare(settings)
+        blocks = dumps.read(Path(p) for p in paths)
+        with psycopg.connect(settings.database_url, connect_timeout=10) as conn:
+            added = dumps.load(conn, blocks, replace=replace)
+        log.info("rates.loaded", **added)
+
+    try:
+        _run_or_explain(load)
+    except dumps.LoadError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

@@ -6,7 +6,7 @@ import contextlib
 import ipaddress
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 import uvicorn
@@ -141,7 +141,9 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-def server(app: Any, host: str, port: int, embedded: bool = True) -> uvicorn.Server:
+def server(
+    app: Any, host: str, port: int, embedded: bool = True, lifespan: Literal["on", "off"] = "off"
+) -> uvicorn.Server:
     """A uvicorn server for ``app`` that leaves logging to ledgerflow.
 
     Embedded (in the worker), it leaves signals to the worker too; standalone (the API),
@@ -154,7 +156,7 @@ def server(app: Any, host: str, port: int, embedded: bool = True) -> uvicorn.Ser
         port=port,
         log_config=None,
         access_log=False,
-        lifespan="off",
+        lifespan=lifespan,
         timeout_graceful_shutdown=20,
     )
     return EmbeddedServer(config) if embedded else uvicorn.Server(config)

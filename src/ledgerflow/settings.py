@@ -50,6 +50,9 @@ class Settings(BaseSettings):
 
     # Port of `ledgerflow api` (the original service listened on 3000).
     http_port: int = Field(3000, ge=1, le=65_535)
+    # Most days one /rates request may span, and database connections per API process.
+    rates_max_days: int = Field(366, ge=1, le=36_600)
+    api_pool_size: int = Field(10, ge=1, le=1000)
     # The worker's /healthz, /readyz and /metrics; 0 turns them off.
     metrics_port: int = Field(9100, ge=0, le=65_535)
     http_host: str = "0.0.0.0"

@@ -2,18 +2,13 @@
 
 import json
 import signal
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
-from .conftest import Process, eventually
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ..conftest import free_port
+from .conftest import Process, eventually, query
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -45,3 +40,95 @@ def test_the_api_serves_probes_metrics_and_json_errors_and_stops_cleanly(
     api.signal(signal.SIGTERM)
     assert api.wait(25) == 0, api.output()
     assert "http.access" in api.output()
+
+
+def test_rates_over_http_with_json_errors_and_a_database_that_drops_its_sessions(
+    db_url: str, make_env: Callable[..., dict[str, str]], spawn: Callable[..., Process]
+) -> None:
+    query(db_url, "INSERT INTO regions VALUES ('asia', 'Asia', NULL), ('europe', 'Europe', NULL)")
+    query(
+        db_url,
+        "INSERT INTO ports VALUES ('CNSHA', 'Shanghai', 'asia'), ('NOOSL', 'Oslo', 'europe')",
+    )
+    query(
+        db_url,
+        "INSERT INTO prices SELECT 'CNSHA', 'NOOSL', '2021-01-02', p FROM unnest(ARRAY[10, 20, 40]) p",
+    )
+    port = free_port()
+    api = spawn(["api"], make_env(db_url, http_port=str(port), http_host="127.0.0.1"))
+    base = f"http://127.0.0.1:{port}"
+    eventually(lambda: get(f"{base}/healthz")[0] == 200, 20, "the API to listen")
+    url = f"{base}/rates?date_from=2021-01-01&date_to=2021-01-02&orig_code=CNSHA&dest_code=europe"
+    status, body = get(url)
+    assert status == 200
+    assert json.loads(body) == {
+        "rates": [
+            {"count": 3, "day": "2021-01-02", "price": 70 / 3},
+            {"count": None, "day": "2021-01-01", "price": None},
+        ]
+    }
+    status, body = get(
+        f"{base}/rates?date_from=yesterday&date_to=2021-01-02&orig_code=A&dest_code=B"
+    )
+    assert status == 400
+    assert json.loads(body) == {
+        "error": "date_from: 'yesterday' is not a date as YYYY-MM-DD",
+        "parameter": "date_from",
+    }
+    # The database ends every session (a restart, a failover): later requests still work.
+    query(
+        db_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE application_name = 'ledgerflow-api' AND datname = current_database()",
+    )
+    answers = [get(url)[0] for _ in range(5)]
+    assert answers[-1] == 200 and set(answers) <= {200, 503}, answers
+    api.signal(signal.SIGTERM)
+    assert api.wait(25) == 0
+
+
+def post(url: str, body: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": content_type}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_price_batches_over_http_are_atomic_and_idempotent(
+    db_url: str, make_env: Callable[..., dict[str, str]], spawn: Callable[..., Process]
+) -> None:
+    query(db_url, "INSERT INTO regions VALUES ('world', 'World', NULL)")
+    query(
+        db_url,
+        "INSERT INTO ports VALUES ('CNGGZ', 'Guangzhou', 'world'), ('EETLL', 'Tallinn', 'world')",
+    )
+    port = free_port()
+    api = spawn(["api"], make_env(db_url, http_port=str(port), http_host="127.0.0.1"))
+    base = f"http://127.0.0.1:{port}"
+    eventually(lambda: get(f"{base}/healthz")[0] == 200, 20, "the API to listen")
+    prices = [
+        {"orig_code": "CNGGZ", "dest_code": "EETLL", "day": "2021-02-01", "price": 1200 + i}
+        for i in range(3)
+    ]
+    body = json.dumps({"batch_id": "client-7", "prices": prices}).encode()
+    status, answer = post(f"{base}/prices/batches", body, "application/json")
+    assert status == 201 and answer["rows"] == 3 and answer["duplicate"] is False
+    status, answer = post(f"{base}/prices/batches", body, "application/json")
+    assert status == 200 and answer["rows"] == 3 and answer["duplicate"] is True
+    broken = json.dumps(
+        {"batch_id": "client-8", "prices": [*prices, {**prices[0], "price": -1}]}
+    ).encode()
+    status, answer = post(f"{base}/prices/batches", broken, "application/json")
+    assert status == 422 and answer["problems"][0]["row"] == 4
+    csv_body = b"orig_code,dest_code,day,price\nCNGGZ,EETLL,2021-02-02,999\n"
+    status, answer = post(f"{base}/prices/batches?batch_id=client-9", csv_body, "text/csv")
+    assert status == 201 and answer["rows"] == 1
+    status, answer = post(f"{base}/prices/batches", b"{not json", "application/json")
+    assert status == 422 and "not JSON" in answer["error"]
+    assert query(db_url, "SELECT count(*) FROM prices") == [(4,)]
+    api.signal(signal.SIGTERM)
+    assert api.wait(25) == 0

@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
-import pika
 import pytest
 
+from ..conftest import publish_bodies
 from .conftest import Process, eventually, query
 
 
@@ -34,12 +34,7 @@ def test_random_kills_lose_nothing_and_count_nothing_twice(
         f'{{"id": {rng.choice((1, 2))}, "value": {rng.randint(-1000, 1000)}}}'.encode()
         for _ in range(count)
     ]
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    channel = connection.channel()
-    channel.queue_declare(queue, durable=True)
-    for body in bodies:  # as the original producer: persistent, no message_id
-        channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
-    connection.close()
+    publish_bodies(amqp_url, queue, bodies)  # as the original producer: no message_id
     expected = sum(Decimal(json.loads(b)["value"]) for b in bodies)
 
     env = make_env(db_url, batch_size="200")
@@ -90,17 +85,7 @@ def test_sigterm_in_the_middle_of_a_burst_commits_what_it_holds(
 ) -> None:
     query(db_url, "INSERT INTO initial_data (provider_name, initial_value) VALUES ('Visa', 0)")
     count = 20_000
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    channel = connection.channel()
-    channel.queue_declare(queue, durable=True)
-    for value in range(count):
-        channel.basic_publish(
-            "",
-            queue,
-            f'{{"id": 1, "value": {value}}}'.encode(),
-            pika.BasicProperties(delivery_mode=2),
-        )
-    connection.close()
+    publish_bodies(amqp_url, queue, (f'{{"id": 1, "value": {v}}}'.encode() for v in range(count)))
     env = make_env(db_url, batch_size="100")
     worker = spawn(["worker"], env)
     eventually(lambda: "worker.active" in worker.output(), 20, "the worker to lead")

@@ -10,24 +10,14 @@ import signal
 import subprocess
 from collections.abc import Callable
 
-import pika
 import pytest
 
+from ..conftest import publish_bodies
 from .conftest import Process, eventually, query
 
 
 def publish_many(amqp_url: str, queue: str, values: range) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    channel = connection.channel()
-    channel.queue_declare(queue, durable=True)
-    for value in values:
-        channel.basic_publish(
-            "",
-            queue,
-            f'{{"id": 1, "value": {value}}}'.encode(),
-            pika.BasicProperties(delivery_mode=2),
-        )
-    connection.close()
+    publish_bodies(amqp_url, queue, (f'{{"id": 1, "value": {v}}}'.encode() for v in values))
 
 
 def restart_rabbitmq() -> None:

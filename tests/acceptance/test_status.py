@@ -4,13 +4,8 @@ import signal
 import socket
 from collections.abc import Callable
 
+from ..conftest import free_port
 from .conftest import Process, eventually, query, run_ledgerflow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def seed(db_url: str) -> None:

@@ -9,6 +9,9 @@ import psycopg
 import pytest
 
 from ledgerflow.database import connect
+from ledgerflow.settings import load_settings
+from ledgerflow.tracing import MessageTracer
+from ledgerflow.worker import Worker
 
 pytestmark = pytest.mark.integration
 
@@ -59,3 +62,61 @@ async def eventually(check: Callable[[], Any], within: float = 10.0) -> Any:
             return result
         assert asyncio.get_running_loop().time() < deadline, f"timed out after {within} s"
         await asyncio.sleep(0.02)
+
+
+class RunningWorker:
+    """A Worker running in this test's event loop."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.stop_event = asyncio.Event()
+        self.task = asyncio.create_task(worker.run(self.stop_event))
+
+    async def stop(self) -> None:
+        """Stop it as SIGTERM would and wait for it; a failure inside it is raised here."""
+        self.stop_event.set()
+        await asyncio.wait_for(self.task, 10)
+
+
+@pytest.fixture
+async def start_worker(
+    seeded: psycopg.AsyncConnection[Any], db_url: str, redis_url: str, queue: str, amqp_url: str
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start in-process workers on this test's services (seeded, publishing every second)."""
+    await seeded.commit()
+    running: list[RunningWorker] = []
+
+    async def start(
+        tracer: MessageTracer | None = None, retry_delay: float = 2.0, **overrides: Any
+    ) -> RunningWorker:
+        settings = load_settings(
+            **{
+                "database_url": db_url,
+                "redis_url": redis_url,
+                "queue": queue,
+                "amqp_url": amqp_url,
+                "publish_interval": 1,
+                "metrics_port": 0,
+                "instance": "in-process",
+                **overrides,
+            }
+        )
+        worker = Worker(settings)
+        worker.retry_delay = retry_delay
+        if tracer is not None:
+            worker.tracer = tracer
+        running.append(RunningWorker(worker))
+        return running[-1]
+
+    yield start
+    for each in running:
+        if not each.task.done():
+            await each.stop()
+
+
+async def scalar(conn: psycopg.AsyncConnection[Any], sql: str) -> Any:
+    """The first column of the first row, in a transaction of its own."""
+    cursor = await conn.execute(sql)  # type: ignore[arg-type]
+    row = await cursor.fetchone()
+    await conn.commit()
+    return row[0] if row else None

@@ -1,25 +1,16 @@
 """The worker's HTTP endpoints, against the real services."""
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx2
 import pytest
 
-from ledgerflow.settings import load_settings
-from ledgerflow.worker import Worker
-
+from ..conftest import free_port
 from .conftest import eventually
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Switch:
@@ -59,29 +50,21 @@ class Switch:
 
 @pytest.fixture
 async def worker_with_http(
-    seeded: Any, db_url: str, queue: str, amqp_url: str, redis_url: str
+    redis_url: str, start_worker: Callable[..., Any]
 ) -> AsyncIterator[tuple[str, Switch]]:
-    await seeded.commit()
     keydb = Switch(6379)
     await keydb.on()
     index = redis_url.rsplit("/", 1)[1]
     port = free_port()
-    settings = load_settings(
-        database_url=db_url,
-        queue=queue,
-        amqp_url=amqp_url,
-        publish_interval=1,
+    running = await start_worker(
         redis_url=f"redis://127.0.0.1:{keydb.port}/{index}",
         metrics_port=port,
         http_host="127.0.0.1",
         instance="http-test",
     )
-    stop = asyncio.Event()
-    task = asyncio.create_task(Worker(settings).run(stop))
     await eventually(lambda: _listening(port))
     yield f"http://127.0.0.1:{port}", keydb
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    await running.stop()
     await keydb.off()
 
 

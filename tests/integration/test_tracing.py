@@ -1,6 +1,5 @@
 """One trace follows a message from receipt through commit into the publication."""
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +10,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from ledgerflow.settings import load_settings
 from ledgerflow.tracing import MessageTracer
-from ledgerflow.worker import Worker
 
 from .conftest import eventually
 
@@ -22,30 +20,12 @@ PRODUCER_SPAN = "00f067aa0ba902b7"
 
 
 async def test_a_message_trace_runs_from_receipt_to_publication(
-    seeded: Any,
-    db_url: str,
-    redis_url: str,
-    queue: str,
-    amqp_url: str,
-    publish: Callable[..., None],
+    queue: str, start_worker: Callable[..., Any], publish: Callable[..., None]
 ) -> None:
-    await seeded.commit()
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    settings = load_settings(
-        database_url=db_url,
-        redis_url=redis_url,
-        queue=queue,
-        amqp_url=amqp_url,
-        publish_interval=1,
-        metrics_port=0,
-        instance="traced",
-    )
-    worker = Worker(settings)
-    worker.tracer = MessageTracer(provider.get_tracer("test"))
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
+    running = await start_worker(tracer=MessageTracer(provider.get_tracer("test")))
     # A producer that traces passes its context along, as W3C traceparent.
     publish(
         b'{"id": 1, "value": 600}',
@@ -61,8 +41,7 @@ async def test_a_message_trace_runs_from_receipt_to_publication(
         return spans if "ledgerflow.publish" in {s.name for s in spans} else []
 
     spans = await eventually(trace_complete)
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    await running.stop()
     by_name = {s.name: s for s in spans}
     assert list(by_name) == ["ledgerflow.receive", "ledgerflow.commit", "ledgerflow.publish"]
     receive, commit, publication = by_name.values()

@@ -1,61 +1,33 @@
+"""The worker in process: ingest, publication, drain on stop, recovery, KeyDB trouble."""
+
 import asyncio
 import statistics
 from collections.abc import Callable
 from typing import Any
 
+import pika
 import pytest
 import redis.asyncio as redis
 
-from ledgerflow.settings import load_settings
-from ledgerflow.worker import Worker
-
-from .conftest import eventually
+from .conftest import eventually, scalar
 
 pytestmark = pytest.mark.integration
 
 
-async def scalar(conn: Any, sql: str) -> Any:
-    row = await (await conn.execute(sql)).fetchone()
-    await conn.commit()
-    return row[0]
-
-
 async def test_worker_stores_messages_and_publishes_on_every_boundary(
     seeded: Any,
-    db_url: str,
     redis_url: str,
-    queue: str,
-    amqp_url: str,
+    start_worker: Callable[..., Any],
     publish: Callable[..., None],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     conn = seeded
-    await conn.commit()
-    settings = load_settings(
-        database_url=db_url,
-        redis_url=redis_url,
-        queue=queue,
-        amqp_url=amqp_url,
-        publish_interval=1,
-        instance="in-process",
-        metrics_port=0,
-    )
-    stop = asyncio.Event()
-    worker = asyncio.create_task(Worker(settings).run(stop))
+    running = await start_worker()
     publish(b'{"id": 1, "value": 600}')
     publish(b"this is not a transaction")
-
-    async def stored() -> bool:
-        return bool(await scalar(conn, "SELECT count(*) = 4 FROM historical_transactions"))
-
-    await eventually(stored)
-
-    async def published_after_store() -> bool:
-        return bool(await scalar(conn, "SELECT count(*) >= 6 FROM ledgerflow_publishes"))
-
-    await eventually(published_after_store)
-    stop.set()
-    await asyncio.wait_for(worker, 10)
+    await eventually(lambda: scalar(conn, "SELECT count(*) = 4 FROM historical_transactions"))
+    await eventually(lambda: scalar(conn, "SELECT count(*) >= 6 FROM ledgerflow_publishes"))
+    await running.stop()
 
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     assert await client.mget("1_Visa", "2_Mastercard") == ["1900", "1800"]
@@ -74,44 +46,24 @@ async def test_worker_stores_messages_and_publishes_on_every_boundary(
 
 async def test_stopping_commits_and_acknowledges_what_was_received(
     seeded: Any,
-    db_url: str,
-    redis_url: str,
     queue: str,
     amqp_url: str,
+    start_worker: Callable[..., Any],
     publish: Callable[..., None],
 ) -> None:
     conn = seeded
-    await conn.commit()
     # A long batch window: without the drain on stop, these messages would still be pending.
-    settings = load_settings(
-        database_url=db_url,
-        redis_url=redis_url,
-        queue=queue,
-        amqp_url=amqp_url,
-        batch_max_wait=10,
-        batch_size=1000,
-        instance="in-process",
-        metrics_port=0,
-    )
-    stop = asyncio.Event()
-    worker = asyncio.create_task(Worker(settings).run(stop))
+    running = await start_worker(batch_max_wait=10, batch_size=1000, publish_interval=60)
     for value in range(50):
         publish(f'{{"id": 2, "value": {value}}}'.encode())
-
-    async def active() -> bool:
-        return bool(await scalar(conn, "SELECT term = 1 FROM ledgerflow_leadership"))
-
-    await eventually(active)
+    await eventually(lambda: scalar(conn, "SELECT term = 1 FROM ledgerflow_leadership"))
     await asyncio.sleep(0.5)  # the deliveries arrive and wait for the batch window
     assert await scalar(conn, "SELECT count(*) FROM ledgerflow_messages") == 0
-    stop.set()
-    await asyncio.wait_for(worker, 10)
+    await running.stop()
     assert await scalar(conn, "SELECT count(*) FROM ledgerflow_messages") == 50
     assert await scalar(
         conn, "SELECT sum(transaction_value) FROM historical_transactions WHERE id > 3"
     ) == sum(range(50))
-    import pika
-
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     depth = connection.channel().queue_declare(queue, passive=True).method.message_count
     connection.close()
@@ -119,33 +71,11 @@ async def test_stopping_commits_and_acknowledges_what_was_received(
 
 
 async def test_worker_recovers_when_its_database_sessions_are_killed(
-    seeded: Any,
-    db_url: str,
-    redis_url: str,
-    queue: str,
-    amqp_url: str,
-    publish: Callable[..., None],
+    seeded: Any, start_worker: Callable[..., Any], publish: Callable[..., None]
 ) -> None:
     conn = seeded
-    await conn.commit()
-    settings = load_settings(
-        database_url=db_url,
-        redis_url=redis_url,
-        queue=queue,
-        amqp_url=amqp_url,
-        publish_interval=1,
-        instance="in-process",
-        metrics_port=0,
-    )
-    worker_instance = Worker(settings)
-    worker_instance.retry_delay = 0.2
-    stop = asyncio.Event()
-    worker = asyncio.create_task(worker_instance.run(stop))
-
-    async def term() -> int:
-        return int(await scalar(conn, "SELECT term FROM ledgerflow_leadership"))
-
-    await eventually(term)
+    running = await start_worker(retry_delay=0.2)
+    await eventually(lambda: scalar(conn, "SELECT term = 1 FROM ledgerflow_leadership"))
     # PostgreSQL restarts, an administrator or a network fault ends every worker session.
     await conn.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -153,67 +83,34 @@ async def test_worker_recovers_when_its_database_sessions_are_killed(
         " AND pid <> pg_backend_pid()"
     )
     await conn.commit()
-
-    async def new_term() -> bool:
-        return await term() == 2
-
-    await eventually(new_term)  # it went back to standby and was elected again
+    # It went back to standby and was elected again.
+    await eventually(lambda: scalar(conn, "SELECT term = 2 FROM ledgerflow_leadership"))
     publish(b'{"id": 2, "value": 5}')
-
-    async def stored() -> bool:
-        return bool(await scalar(conn, "SELECT count(*) = 4 FROM historical_transactions"))
-
-    await eventually(stored)
-    stop.set()
-    await asyncio.wait_for(worker, 10)
-    assert not worker.exception()
+    await eventually(lambda: scalar(conn, "SELECT count(*) = 4 FROM historical_transactions"))
+    await running.stop()
+    registry = running.worker.metrics.registry
+    assert registry.get_sample_value("ledgerflow_reconnects_total", {"dependency": "postgres"})
 
 
 async def test_ingestion_goes_on_while_keydb_is_down(
-    seeded: Any, db_url: str, queue: str, amqp_url: str, publish: Callable[..., None]
+    seeded: Any, start_worker: Callable[..., Any], publish: Callable[..., None]
 ) -> None:
     conn = seeded
-    await conn.commit()
-    settings = load_settings(
-        database_url=db_url,
-        redis_url="redis://127.0.0.1:1/0",
-        queue=queue,
-        amqp_url=amqp_url,
-        publish_interval=1,
-        instance="in-process",
-        metrics_port=0,
-    )
-    stop = asyncio.Event()
-    worker = asyncio.create_task(Worker(settings).run(stop))
+    running = await start_worker(redis_url="redis://127.0.0.1:1/0")
     publish(b'{"id": 1, "value": 600}')
-
-    async def stored() -> bool:
-        return bool(await scalar(conn, "SELECT count(*) = 4 FROM historical_transactions"))
-
-    await eventually(stored)
+    await eventually(lambda: scalar(conn, "SELECT count(*) = 4 FROM historical_transactions"))
     await asyncio.sleep(1.5)  # at least one boundary passes with KeyDB unreachable
-    assert not worker.done()
+    assert not running.task.done()
     assert await scalar(conn, "SELECT count(*) FROM ledgerflow_publishes") == 0
-    stop.set()
-    await asyncio.wait_for(worker, 10)
+    registry = running.worker.metrics.registry
+    assert registry.get_sample_value("ledgerflow_publishes_total", {"result": "failed"})
+    await running.stop()
 
 
 async def test_an_emptied_keydb_is_rewritten_at_the_next_boundary(
-    seeded: Any, db_url: str, redis_url: str, queue: str, amqp_url: str
+    redis_url: str, start_worker: Callable[..., Any]
 ) -> None:
-    conn = seeded
-    await conn.commit()
-    settings = load_settings(
-        database_url=db_url,
-        redis_url=redis_url,
-        queue=queue,
-        amqp_url=amqp_url,
-        publish_interval=1,
-        instance="in-process",
-        metrics_port=0,
-    )
-    stop = asyncio.Event()
-    worker = asyncio.create_task(Worker(settings).run(stop))
+    running = await start_worker()
     client = redis.Redis.from_url(redis_url, decode_responses=True)
 
     async def balances() -> bool:
@@ -223,6 +120,5 @@ async def test_an_emptied_keydb_is_rewritten_at_the_next_boundary(
     await client.flushdb()  # emptied, or restarted without persistence
     await client.set("1_Visa", "999999")  # or holding a value the database does not support
     await eventually(balances, within=3)
-    stop.set()
-    await asyncio.wait_for(worker, 10)
+    await running.stop()
     await client.aclose()

@@ -116,3 +116,40 @@ FROM ledgerflow_publishes ORDER BY instance, published_at DESC;
 SELECT count(*) AS total,
        count(*) FILTER (WHERE received_at > now() - interval '1 hour') AS last_hour
 FROM rejected_messages;
+
+-- name: resolve_codes
+-- The ports a code stands for: the port itself, or every port in the region and all the
+-- regions below it. Empty when the code is neither.
+WITH RECURSIVE tree AS (
+    SELECT slug FROM regions WHERE slug = %(code)s
+    UNION ALL
+    SELECT r.slug FROM regions AS r JOIN tree AS t ON r.parent_slug = t.slug
+)
+SELECT code FROM ports WHERE code = %(code)s
+UNION
+SELECT p.code FROM ports AS p JOIN tree AS t ON p.parent_slug = t.slug;
+
+-- name: daily_rates
+-- One row per day from date_to down to date_from (dates, not timestamps, so the series
+-- does not depend on the session's time zone): the count and average of the lane's prices.
+SELECT d.day::date, count(p.price), avg(p.price)
+FROM generate_series(%(date_to)s::date, %(date_from)s::date, interval '-1 day') AS d(day)
+LEFT JOIN prices AS p
+    ON p.day = d.day::date
+   AND p.day BETWEEN %(date_from)s::date AND %(date_to)s::date
+   AND p.orig_code = ANY(%(orig)s::text[])
+   AND p.dest_code = ANY(%(dest)s::text[])
+GROUP BY d.day
+ORDER BY d.day DESC;
+
+-- name: claim_price_batch
+INSERT INTO ledgerflow_price_batches (batch_id, source, row_count)
+VALUES (%(batch_id)s, %(source)s, %(row_count)s)
+ON CONFLICT (batch_id) DO NOTHING
+RETURNING batch_id;
+
+-- name: price_batch
+SELECT row_count, committed_at FROM ledgerflow_price_batches WHERE batch_id = %(batch_id)s;
+
+-- name: known_ports
+SELECT code FROM ports WHERE code = ANY(%(codes)s::text[]);

@@ -1,0 +1,180 @@
+"""Price batches: validated whole, committed whole, recognised when sent again."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import psycopg
+
+from ledgerflow.queries import query
+
+MAX_PRICE = 2**31 - 1  # prices.price is an INTEGER
+MAX_LISTED_PROBLEMS = 100
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+FIELDS = ("orig_code", "dest_code", "day", "price")
+
+
+class BatchRejected(Exception):
+    """The batch is invalid as a whole; nothing of it was written."""
+
+    def __init__(self, message: str, problems: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+    def as_json(self) -> dict[str, Any]:
+        """The error body: the message and the first problems, each with its row number."""
+        return {
+            "error": str(self),
+            "problems": self.problems[:MAX_LISTED_PROBLEMS],
+            "problem_count": len(self.problems),
+        }
+
+
+@dataclass
+class PriceBatch:
+    """Rows ready to insert: (orig_code, dest_code, day, price)."""
+
+    batch_id: str
+    rows: list[tuple[str, str, date, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What committing a batch did."""
+
+    batch_id: str
+    rows: int
+    duplicate: bool
+    milliseconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        """The response body."""
+        return {
+            "batch_id": self.batch_id,
+            "rows": self.rows,
+            "duplicate": self.duplicate,
+            "milliseconds": round(self.milliseconds, 1),
+        }
+
+
+def _check_row(
+    number: int, raw: dict[str, Any], problems: list[dict[str, Any]]
+) -> tuple[str, str, date, int] | None:
+    found = []
+    missing = [name for name in FIELDS if raw.get(name) in (None, "")]
+    if missing:
+        found.append("missing " + ", ".join(missing))
+    codes = [raw.get("orig_code"), raw.get("dest_code")]
+    if any(c is not None and not isinstance(c, str) for c in codes):
+        found.append("port codes must be strings")
+    day_raw, day = raw.get("day"), None
+    if day_raw not in (None, ""):
+        if not isinstance(day_raw, str) or not _ISO_DATE.fullmatch(day_raw):
+            found.append(f"day {day_raw!r} is not a date as YYYY-MM-DD")
+        else:
+            try:
+                day = date.fromisoformat(day_raw)
+            except ValueError:
+                found.append(f"day {day_raw!r} is not a calendar date")
+    price_raw, price = raw.get("price"), None
+    if price_raw not in (None, ""):
+        if isinstance(price_raw, str) and re.fullmatch(r"-?\d+", price_raw.strip()):
+            price_raw = int(price_raw)
+        if isinstance(price_raw, bool) or not isinstance(price_raw, int):
+            found.append(f"price {price_raw!r} is not an integer")
+        elif not 0 < price_raw <= MAX_PRICE:
+            found.append(f"price {price_raw} is not a positive integer up to {MAX_PRICE}")
+        else:
+            price = price_raw
+    if found or day is None or price is None:
+        problems.append({"row": number, "problems": found})
+        return None
+    return (str(codes[0]), str(codes[1]), day, price)
+
+
+def from_json(document: Any) -> PriceBatch:
+    """A batch from ``{"batch_id": ..., "prices": [{...}, ...]}``; rows are numbered from 1."""
+    if not isinstance(document, dict):
+        raise BatchRejected("the body must be a JSON object with batch_id and prices")
+    batch_id = document.get("batch_id")
+    if not isinstance(batch_id, str) or not batch_id.strip():
+        raise BatchRejected("batch_id: required, a non-empty string")
+    prices = document.get("prices")
+    if not isinstance(prices, list) or not prices:
+        raise BatchRejected("prices: required, a non-empty list")
+    return _validated(batch_id, prices)
+
+
+def from_csv(batch_id: str | None, text: str) -> PriceBatch:
+    """A batch from CSV with a header row naming the four fields; rows are numbered from 1."""
+    if not batch_id or not batch_id.strip():
+        raise BatchRejected("batch_id: required as a query parameter for CSV")
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or set(FIELDS) - {f.strip() for f in reader.fieldnames}:
+        raise BatchRejected("the CSV header must name " + ", ".join(FIELDS))
+    rows = [{k.strip(): v for k, v in row.items() if k} for row in reader]
+    if not rows:
+        raise BatchRejected("prices: the CSV has no rows")
+    return _validated(batch_id, rows)
+
+
+def _validated(batch_id: str, raw_rows: list[Any]) -> PriceBatch:
+    batch, problems = PriceBatch(batch_id), []
+    for number, raw in enumerate(raw_rows, 1):
+        if not isinstance(raw, dict):
+            problems.append({"row": number, "problems": ["not an object"]})
+            continue
+        row = _check_row(number, raw, problems)
+        if row is not None:
+            batch.rows.append(row)
+    if problems:
+        raise BatchRejected(f"{len(problems)} invalid rows; nothing was inserted", problems)
+    return batch
+
+
+async def commit(
+    conn: psycopg.AsyncConnection[Any], batch: PriceBatch, source: str
+) -> BatchOutcome:
+    """Insert every row in one transaction, or none; a batch_id seen before inserts nothing.
+
+    Unknown port codes reject the whole batch, with the rows that name them.
+    """
+    started = time.perf_counter()
+    async with conn.transaction():
+        cursor = await conn.execute(
+            query("claim_price_batch"),
+            {"batch_id": batch.batch_id, "source": source, "row_count": len(batch.rows)},
+        )
+        if await cursor.fetchone() is None:
+            cursor = await conn.execute(query("price_batch"), {"batch_id": batch.batch_id})
+            row = await cursor.fetchone()
+            assert row is not None
+            return BatchOutcome(
+                batch.batch_id, row[0], True, (time.perf_counter() - started) * 1000
+            )
+        codes = sorted({c for r in batch.rows for c in r[:2]})
+        cursor = await conn.execute(query("known_ports"), {"codes": codes})
+        known = {r[0] for r in await cursor.fetchall()}
+        unknown = [
+            {"row": n, "problems": [f"unknown port {c!r}" for c in r[:2] if c not in known]}
+            for n, r in enumerate(batch.rows, 1)
+            if r[0] not in known or r[1] not in known
+        ]
+        if unknown:
+            raise BatchRejected(
+                f"{len(unknown)} rows name unknown ports; nothing was inserted", unknown
+            )
+        async with conn.cursor().copy(
+            "COPY prices (orig_code, dest_code, day, price) FROM STDIN"
+        ) as copy:
+            for row in batch.rows:
+                await copy.write_row(row)
+    return BatchOutcome(
+        batch.batch_id, len(batch.rows), False, (time.perf_counter() - started) * 1000
+    )
