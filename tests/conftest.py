@@ -25,7 +25,8 @@ from ledgerflow.settings import load_settings
 
 SETTINGS = load_settings()
 TEMPLATE = f"ledgerflow_test_template_{os.getpid()}"
-_redis_indexes = itertools.cycle(range(1, 16))
+# Redis databases 1 to 12; 13 and 14 belong to `make bench` and `make soak`.
+_redis_indexes = itertools.cycle(range(1, 13))
 
 
 def database_url(name: str) -> str:

@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
+import redis.asyncio as redis
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,10 +27,13 @@ from ledgerflow import batches
 from ledgerflow.dependencies import dependency_checks
 from ledgerflow.health import Health
 from ledgerflow.http import EXCEPTION_HANDLERS, AccessLog, probe_routes
-from ledgerflow.rates import BadRequest, daily_rates, parse_rates_query
+from ledgerflow.lru import PersistentLRU, persistent_lru_cache
+from ledgerflow.rates import BadRequest, Lanes, lane_rates, lanes_for, parse_rates_query, touches
 from ledgerflow.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+CACHE_NAMESPACE = "ledgerflow:rates"
 
 
 class ApiMetrics:
@@ -41,6 +45,17 @@ class ApiMetrics:
             "ledgerflow_http_requests",
             "HTTP requests answered.",
             ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.cache_lookups = Counter(
+            "ledgerflow_rates_cache_lookups",
+            "Rates answers looked up in the cache, by result.",
+            ["result"],
+            registry=self.registry,
+        )
+        self.cache_size = Gauge(
+            "ledgerflow_rates_cache_entries",
+            "Answers in the persistent rates cache.",
             registry=self.registry,
         )
         self.duration = Histogram(
@@ -96,11 +111,28 @@ def create_app(settings: Settings) -> Any:
         check=AsyncConnectionPool.check_connection,  # a connection that died is replaced
     )
 
+    keydb = redis.Redis.from_url(settings.cache_url, socket_timeout=1, socket_connect_timeout=1)
+    cache = PersistentLRU(
+        keydb,
+        CACHE_NAMESPACE,
+        maxsize=max(1, settings.rates_cache_size),
+        on_lookup=lambda hit: metrics.cache_lookups.labels("hit" if hit else "miss").inc(),
+        on_size=metrics.cache_size.set,
+    )
+
+    async def compute(lanes: Lanes) -> list[dict[str, Any]]:
+        async with pool.connection() as conn:
+            return await lane_rates(conn, lanes)
+
+    cached = persistent_lru_cache(cache, key=Lanes.cache_key, tags=Lanes.tags)(compute)
+    answer_for = cached if settings.rates_cache_size else compute
+
     async def rates(request: Request) -> Response:
         try:
             asked = parse_rates_query(request.query_params, settings.rates_max_days)
             async with pool.connection() as conn:
-                answer = await daily_rates(conn, asked)
+                lanes = await lanes_for(conn, asked)
+            answer = await answer_for(lanes)
         except BadRequest as exc:
             return JSONResponse({"error": str(exc), "parameter": exc.parameter}, 400)
         except (psycopg.OperationalError, PoolTimeout) as exc:
@@ -124,6 +156,10 @@ def create_app(settings: Settings) -> Any:
                 batch = batches.from_json(document)
             async with writers, pool.connection() as conn:
                 outcome = await batches.commit(conn, batch, source="http")
+            if not outcome.duplicate and settings.rates_cache_size:
+                changed = batches.changed_lanes(batch)
+                dropped = await cache.invalidate(lambda tags: touches(tags, changed))
+                log.info("rates.cache_invalidated", batch_id=batch.batch_id, entries=dropped)
         except batches.BatchRejected as exc:
             return JSONResponse(exc.as_json(), 422)
         except UnicodeDecodeError:
@@ -141,6 +177,7 @@ def create_app(settings: Settings) -> Any:
             yield
         finally:
             await pool.close()
+            await keydb.aclose()
 
     routes = [
         Route("/rates", rates),

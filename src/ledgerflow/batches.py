@@ -44,6 +44,16 @@ class PriceBatch:
     rows: list[tuple[str, str, date, int]] = field(default_factory=list)
 
 
+def changed_lanes(batch: PriceBatch) -> dict[tuple[str, str], tuple[str, str]]:
+    """Each lane the batch touches, with its first and last day (ISO)."""
+    lanes: dict[tuple[str, str], tuple[str, str]] = {}
+    for orig, dest, day, _ in batch.rows:
+        text = day.isoformat()
+        first, last = lanes.get((orig, dest), (text, text))
+        lanes[(orig, dest)] = (min(first, text), max(last, text))
+    return lanes
+
+
 @dataclass(frozen=True)
 class BatchOutcome:
     """What committing a batch did."""

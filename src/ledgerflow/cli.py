@@ -193,11 +193,38 @@ def rates_load(ctx: click.Context, paths: tuple[str, ...], replace: bool) -> Non
         with psycopg.connect(settings.database_url, connect_timeout=10) as conn:
             added = dumps.load(conn, blocks, replace=replace)
         log.info("rates.loaded", **added)
+        asyncio.run(_clear_rates_cache(settings))
 
     try:
         _run_or_explain(load)
     except dumps.LoadError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@rates.command(name="generate")
+@click.option(
+    "--scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Size relative to the original dump (56,689 prices).",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="For a reproducible set.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="rates-data",
+    show_default=True,
+    help="Directory for regions.csv, ports.csv and prices.csv.",
+)
+def rates_generate(scale: float, seed: int, out: str) -> None:
+    """Write a synthetic dataset of the original's shape (load it with `rates load`)."""
+    from pathlib import Path
+
+    from ledgerflow import synthetic
+
+    counts = synthetic.write_csv(synthetic.generate(scale, seed), Path(out))
+    log.info("rates.generated", directory=out, **counts)
 
 
 @main.command()
@@ -240,9 +267,44 @@ def run(ctx: click.Context) -> None:
         with psycopg.connect(settings.database_url, connect_timeout=10) as conn:
             if seed_example_data(conn):
                 log.info("producer.seeded", providers=2, transactions=3)
+            _load_sample_rates(conn)
 
     _run_or_explain(prepare)
     sys.exit(run_local(settings))
+
+
+async def _clear_rates_cache(settings: Settings) -> None:
+    """Cached /rates answers may all be stale after a load: drop them."""
+    import redis.asyncio as redis
+    from redis.exceptions import RedisError
+
+    from ledgerflow.api import CACHE_NAMESPACE
+    from ledgerflow.lru import PersistentLRU
+
+    client = redis.Redis.from_url(settings.cache_url, socket_connect_timeout=2)
+    try:
+        await PersistentLRU(client, CACHE_NAMESPACE).cache_clear()
+    except (RedisError, OSError) as exc:
+        log.warning("rates.cache_not_cleared", error=str(exc))
+    finally:
+        await client.aclose()
+
+
+def _load_sample_rates(conn: psycopg.Connection[Any]) -> None:
+    """Give the quick start some rates: a synthetic set of the original's size, once."""
+    import tempfile
+    from pathlib import Path
+
+    from ledgerflow import dumps, synthetic
+
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM prices)").fetchone()
+    if row and row[0]:
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        synthetic.write_csv(synthetic.generate(1.0), Path(directory))
+        names = ("regions", "ports", "prices")
+        added = dumps.load(conn, dumps.read(Path(directory) / f"{n}.csv" for n in names))
+    log.info("rates.sample_loaded", **added)
 
 
 def _prepare(settings: Settings) -> None:

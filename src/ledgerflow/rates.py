@@ -6,6 +6,7 @@ regions below it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,17 +75,69 @@ async def resolve(conn: psycopg.AsyncConnection[Any], parameter: str, code: str)
     return ports
 
 
+@dataclass(frozen=True)
+class Lanes:
+    """A query with its codes resolved to ports: what an answer depends on."""
+
+    date_from: date
+    date_to: date
+    orig: tuple[str, ...]
+    dest: tuple[str, ...]
+
+    def cache_key(self) -> str:
+        """The same for every query that resolves to the same ports and days."""
+        ports = hashlib.sha256(("|".join(self.orig) + ">" + "|".join(self.dest)).encode())
+        return f"{self.date_from}:{self.date_to}:{ports.hexdigest()[:32]}"
+
+    def tags(self) -> dict[str, Any]:
+        """What a price batch must touch to make the answer stale."""
+        return {
+            "orig": self.orig,
+            "dest": self.dest,
+            "from": self.date_from.isoformat(),
+            "to": self.date_to.isoformat(),
+        }
+
+
+async def lanes_for(conn: psycopg.AsyncConnection[Any], q: RatesQuery) -> Lanes:
+    """Resolve both codes; BadRequest names one that is neither a port nor a region."""
+    orig = await resolve(conn, "orig_code", q.orig_code)
+    dest = await resolve(conn, "dest_code", q.dest_code)
+    return Lanes(q.date_from, q.date_to, tuple(sorted(orig)), tuple(sorted(dest)))
+
+
+def touches(tags: dict[str, Any], changed: dict[tuple[str, str], tuple[str, str]]) -> bool:
+    """Whether prices changed on ``changed`` lanes (with their first and last day) affect
+    the answer described by ``tags``."""
+    orig, dest = set(tags["orig"]), set(tags["dest"])
+    if len(orig) * len(dest) < len(changed):
+        pairs = ((o, d) for o in orig for d in dest if (o, d) in changed)
+    else:
+        pairs = (lane for lane in changed if lane[0] in orig and lane[1] in dest)
+    return any(
+        not (changed[lane][1] < tags["from"] or changed[lane][0] > tags["to"]) for lane in pairs
+    )
+
+
 async def daily_rates(conn: psycopg.AsyncConnection[Any], q: RatesQuery) -> list[dict[str, Any]]:
+    """One entry per day from date_to down to date_from (see ``lane_rates``)."""
+    return await lane_rates(conn, await lanes_for(conn, q))
+
+
+async def lane_rates(conn: psycopg.AsyncConnection[Any], lanes: Lanes) -> list[dict[str, Any]]:
     """One entry per day from date_to down to date_from.
 
     ``count`` is null on a day without prices; ``price`` (the average) is null when there
     are fewer than three.
     """
-    orig = await resolve(conn, "orig_code", q.orig_code)
-    dest = await resolve(conn, "dest_code", q.dest_code)
     cursor = await conn.execute(
         query("daily_rates"),
-        {"date_from": q.date_from, "date_to": q.date_to, "orig": orig, "dest": dest},
+        {
+            "date_from": lanes.date_from,
+            "date_to": lanes.date_to,
+            "orig": list(lanes.orig),
+            "dest": list(lanes.dest),
+        },
     )
     return [
         {

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # Most days one /rates request may span, and database connections per API process.
     rates_max_days: int = Field(366, ge=1, le=36_600)
     api_pool_size: int = Field(10, ge=1, le=1000)
+    # Answers kept in the persistent /rates cache in KeyDB; 0 turns the cache off. The cache
+    # lives in its own KeyDB database, so that balances stay alone in theirs.
+    rates_cache_size: int = Field(10_000, ge=0)
+    rates_cache_url: str | None = None
     # The worker's /healthz, /readyz and /metrics; 0 turns them off.
     metrics_port: int = Field(9100, ge=0, le=65_535)
     http_host: str = "0.0.0.0"
@@ -78,10 +82,10 @@ class Settings(BaseSettings):
     def _amqp_url(cls, value: str) -> str:
         return _require_scheme(value, ("amqp", "amqps"))
 
-    @field_validator("redis_url")
+    @field_validator("redis_url", "rates_cache_url")
     @classmethod
-    def _redis_url(cls, value: str) -> str:
-        return _require_scheme(value, ("redis", "rediss", "unix"))
+    def _redis_url(cls, value: str | None) -> str | None:
+        return None if value is None else _require_scheme(value, ("redis", "rediss", "unix"))
 
     @field_validator("publish_interval")
     @classmethod
@@ -89,6 +93,15 @@ class Settings(BaseSettings):
         if 3600 % value:
             raise ValueError("must divide 3600 so that boundaries fall on whole minutes or seconds")
         return value
+
+    @property
+    def cache_url(self) -> str:
+        """LEDGERFLOW_RATES_CACHE_URL, or database 1 (2 if balances use 1) of that KeyDB."""
+        if self.rates_cache_url:
+            return self.rates_cache_url
+        parts = urlsplit(self.redis_url)
+        balances_db = parts.path.strip("/") or "0"
+        return parts._replace(path="/2" if balances_db == "1" else "/1").geturl()
 
     @property
     def trusted_proxy_list(self) -> list[str]:

@@ -18,6 +18,7 @@ log = structlog.get_logger(__name__)
 CHILDREN = {
     "worker": ["worker"],
     "producer": ["produce", "--no-seed-data"],
+    "api": ["api"],
 }
 
 
@@ -25,7 +26,8 @@ def where_to_look(settings: Settings) -> str:
     """The lines ``ledgerflow run`` prints so a user knows what to watch."""
     return "\n".join(
         [
-            "ledgerflow is running: a worker (consumer and minute publisher) and the producer.",
+            "ledgerflow is running: a worker (consumer and minute publisher), the producer"
+            " and the API.",
             f"  queue     {settings.queue} on {settings.amqp_url.split('@')[-1]}",
             f"  database  {describe(settings.database_url)}"
             "  (tables historical_transactions, rejected_messages)",
@@ -41,6 +43,8 @@ def where_to_look(settings: Settings) -> str:
                 if settings.metrics_port
                 else []
             ),
+            f"  rates     curl 'http://127.0.0.1:{settings.http_port}/rates?date_from=2021-01-01"
+            "&date_to=2021-01-07&orig_code=north&dest_code=south'  (a synthetic sample)",
             "Press Ctrl-C to stop.",
         ]
     )

@@ -132,3 +132,64 @@ def test_price_batches_over_http_are_atomic_and_idempotent(
     assert query(db_url, "SELECT count(*) FROM prices") == [(4,)]
     api.signal(signal.SIGTERM)
     assert api.wait(25) == 0
+
+
+def test_the_rates_cache_survives_a_restart_and_follows_committed_batches(
+    db_url: str,
+    redis_url: str,
+    make_env: Callable[..., dict[str, str]],
+    spawn: Callable[..., Process],
+) -> None:
+    query(db_url, "INSERT INTO regions VALUES ('asia', 'Asia', NULL), ('europe', 'Europe', NULL)")
+    query(
+        db_url,
+        "INSERT INTO ports VALUES ('CNSHA', 'Shanghai', 'asia'), ('NOOSL', 'Oslo', 'europe')",
+    )
+    query(
+        db_url,
+        "INSERT INTO prices SELECT 'CNSHA', 'NOOSL', '2021-01-02', p FROM unnest(ARRAY[10, 20, 40]) p",
+    )
+    port = free_port()
+    env = make_env(db_url, http_port=str(port), http_host="127.0.0.1")
+    base = f"http://127.0.0.1:{port}"
+    url = f"{base}/rates?date_from=2021-01-01&date_to=2021-01-02&orig_code=CNSHA&dest_code=europe"
+
+    def start() -> Process:
+        api = spawn(["api"], env)
+        eventually(lambda: get(f"{base}/healthz")[0] == 200, 20, "the API to listen")
+        return api
+
+    def lookups() -> dict[str, float]:
+        text = get(f"{base}/metrics")[1].decode()
+        return {
+            result: float(line.rsplit(" ", 1)[1])
+            for result in ("hit", "miss")
+            for line in text.splitlines()
+            if line.startswith(f'ledgerflow_rates_cache_lookups_total{{result="{result}"}}')
+        }
+
+    api = start()
+    first = json.loads(get(url)[1])
+    assert json.loads(get(url)[1]) == first
+    assert lookups() == {"miss": 1.0, "hit": 1.0}
+    api.signal(signal.SIGTERM)
+    assert api.wait(25) == 0
+
+    api = start()  # a new process finds the answer in KeyDB
+    assert json.loads(get(url)[1]) == first
+    assert lookups() == {"hit": 1.0}
+
+    def batch(batch_id: str, orig: str, dest: str, day: str) -> None:
+        rows = [{"orig_code": orig, "dest_code": dest, "day": day, "price": p} for p in (5, 6, 7)]
+        body = json.dumps({"batch_id": batch_id, "prices": rows}).encode()
+        assert post(f"{base}/prices/batches", body, "application/json")[0] == 201
+
+    batch("elsewhere", "NOOSL", "CNSHA", "2021-01-01")  # another lane: the answer stands
+    assert json.loads(get(url)[1]) == first
+    assert lookups() == {"hit": 2.0}
+    batch("this-lane", "CNSHA", "NOOSL", "2021-01-01")  # this lane and day: recomputed
+    fresh = json.loads(get(url)[1])
+    assert fresh["rates"][1] == {"count": 3, "day": "2021-01-01", "price": 6.0}
+    assert lookups() == {"hit": 2.0, "miss": 1.0}
+    api.signal(signal.SIGTERM)
+    assert api.wait(25) == 0

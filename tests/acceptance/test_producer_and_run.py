@@ -2,11 +2,14 @@
 
 import json
 import signal
+import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 import pika
 import redis
 
+from ..conftest import free_port
 from .conftest import Process, eventually, query, run_ledgerflow
 
 
@@ -67,7 +70,13 @@ def test_run_brings_up_the_example_and_stops_cleanly(
     make_env: Callable[..., dict[str, str]],
     spawn: Callable[..., Process],
 ) -> None:
-    run = spawn(["run"], make_env(empty_db_url, publish_interval="1"))
+    http_port = free_port()
+    run = spawn(
+        ["run"],
+        make_env(
+            empty_db_url, publish_interval="1", http_port=str(http_port), http_host="127.0.0.1"
+        ),
+    )
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     eventually(lambda: "ledgerflow is running" in run.output(), 30, "migrations and seeding")
     # The producer's first message goes out at once; the next boundary publishes it.
@@ -86,5 +95,21 @@ def test_run_brings_up_the_example_and_stops_cleanly(
     eventually(lambda: client.mget(*expected) == list(expected.values()), 10, "the balances")
     client.close()
     assert "redis-cli MGET 1_Visa 2_Mastercard" in run.output()
+    # The quick start shows rates too, on a synthetic sample, by region slug.
+    url = (
+        f"http://127.0.0.1:{http_port}/rates?date_from=2021-01-01&date_to=2021-01-07"
+        "&orig_code=north&dest_code=south"
+    )
+    answer = eventually(lambda: _get_json(url), 20, "the API to answer")
+    assert [entry["day"] for entry in answer["rates"]] == [f"2021-01-0{d}" for d in range(7, 0, -1)]
+    assert all(entry["count"] for entry in answer["rates"])
     run.signal(signal.SIGINT)
     assert run.wait(20) == 0, run.output()
+
+
+def _get_json(url: str) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None

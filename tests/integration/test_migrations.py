@@ -13,6 +13,10 @@ LEDGERFLOW_TABLES = {
     "ledgerflow_messages",  # a view
     "ledgerflow_message_ids",
     "ledgerflow_workers",
+    "ledgerflow_price_batches",
+    "regions",  # the rates tables, as in the original dump
+    "ports",
+    "prices",
     "ledgerflow_migrations",
     "ledgerflow_provider_totals",
     "ledgerflow_publishes",
