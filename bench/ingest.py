@@ -74,6 +74,7 @@ def worker_env(url: str, queue: str, interval: int = 60) -> dict[str, str]:
         LEDGERFLOW_REDIS_URL=urlsplit(SETTINGS.redis_url)._replace(path="/13").geturl(),
         LEDGERFLOW_PUBLISH_INTERVAL=str(interval),
         LEDGERFLOW_METRICS_PORT="0",
+        LEDGERFLOW_PRICE_BATCH_QUEUE="",
         LEDGERFLOW_LOG_LEVEL="warning",
     )
     return env

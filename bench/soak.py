@@ -275,6 +275,7 @@ def main() -> int:
         LEDGERFLOW_AMQP_URL=base.amqp_url,
         LEDGERFLOW_QUEUE=name,
         LEDGERFLOW_LOG_FORMAT="json",
+        LEDGERFLOW_PRICE_BATCH_QUEUE="",
     )
     subprocess.run(
         [sys.executable, "-m", "ledgerflow", "migrate"], env=env, check=True, capture_output=True

@@ -166,8 +166,8 @@ def queue() -> Iterator[str]:
     connection = pika.BlockingConnection(pika.URLParameters(SETTINGS.amqp_url))
     try:
         channel = connection.channel()
-        channel.queue_delete(name)
-        channel.queue_delete(marker_queue(name))
+        for queue_name in (name, marker_queue(name), f"{name}_prices"):
+            channel.queue_delete(queue_name)
     finally:
         connection.close()
 

@@ -28,12 +28,18 @@ from ledgerflow.dependencies import dependency_checks
 from ledgerflow.health import Health
 from ledgerflow.http import EXCEPTION_HANDLERS, AccessLog, probe_routes
 from ledgerflow.lru import PersistentLRU, persistent_lru_cache
-from ledgerflow.rates import BadRequest, Lanes, lane_rates, lanes_for, parse_rates_query, touches
+from ledgerflow.rates import (
+    CACHE_NAMESPACE,
+    BadRequest,
+    Lanes,
+    lane_rates,
+    lanes_for,
+    parse_rates_query,
+    touches,
+)
 from ledgerflow.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-CACHE_NAMESPACE = "ledgerflow:rates"
 
 
 class ApiMetrics:

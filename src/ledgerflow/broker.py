@@ -79,7 +79,11 @@ class QueueConsumer:
         prefetch: int,
         on_delivery: Callable[[Delivery], None],
         tracer: MessageTracer | None = None,
+        ledger: bool = True,
     ) -> None:
+        # ledger=False: a plain, shared consumer acknowledging one message at a time, for
+        # queues whose messages carry their own identity (price batches).
+        self._ledger = ledger
         self._params = connection_parameters(url)
         self._queue = queue
         self._marker_queue = marker_queue(queue)
@@ -112,20 +116,21 @@ class QueueConsumer:
         self._channel = await channel_opened
         self._channel.add_on_close_callback(lambda _ch, reason: self._fail_all(reason))
         await self._call(self._channel.queue_declare, queue=self._queue, durable=True)
-        await self._call(
-            self._channel.queue_declare,
-            queue=self._marker_queue,
-            durable=True,
-            arguments={"x-max-length": 1},  # the newest marker is the only one that matters
-        )
-        await self._call(self._channel.tx_select)
+        if self._ledger:
+            await self._call(
+                self._channel.queue_declare,
+                queue=self._marker_queue,
+                durable=True,
+                arguments={"x-max-length": 1},  # the newest marker is the only one that matters
+            )
+            await self._call(self._channel.tx_select)
         await self._call(self._channel.basic_qos, prefetch_count=self._prefetch)
         consumed: asyncio.Future[Any] = self._future()
         self._consumer_tag = self._channel.basic_consume(
             self._queue,
             self._on_message,
             auto_ack=False,
-            exclusive=True,
+            exclusive=self._ledger,
             callback=lambda frame: self._resolve(consumed, frame),
         )
         await consumed
@@ -136,6 +141,10 @@ class QueueConsumer:
         channel = self._open_channel()
         channel.basic_ack(delivery_tag, multiple=True)
         await self._commit_marker(channel, batch_id)
+
+    def ack_one(self, delivery_tag: int) -> None:
+        """Acknowledge one delivery (consumers made with ``ledger=False``)."""
+        self._open_channel().basic_ack(delivery_tag)
 
     async def mark_acknowledged(self, batch_id: int) -> None:
         """Set the marker to ``batch_id`` without acknowledging anything."""

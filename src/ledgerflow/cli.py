@@ -278,8 +278,8 @@ async def _clear_rates_cache(settings: Settings) -> None:
     import redis.asyncio as redis
     from redis.exceptions import RedisError
 
-    from ledgerflow.api import CACHE_NAMESPACE
     from ledgerflow.lru import PersistentLRU
+    from ledgerflow.rates import CACHE_NAMESPACE
 
     client = redis.Redis.from_url(settings.cache_url, socket_connect_timeout=2)
     try:

@@ -17,6 +17,8 @@ import psycopg
 
 from ledgerflow.queries import query
 
+# Where cached /rates answers live in KeyDB (see ledgerflow.lru).
+CACHE_NAMESPACE = "ledgerflow:rates"
 # Fewer prices than this on a day give no average (the original's rule).
 MIN_PRICES_FOR_AVERAGE = 3
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # lives in its own KeyDB database, so that balances stay alone in theirs.
     rates_cache_size: int = Field(10_000, ge=0)
     rates_cache_url: str | None = None
+    # Price batches arrive on this queue too (the active worker consumes it); empty: off.
+    price_batch_queue: str = Field("incoming_price_batches", max_length=255)
     # The worker's /healthz, /readyz and /metrics; 0 turns them off.
     metrics_port: int = Field(9100, ge=0, le=65_535)
     http_host: str = "0.0.0.0"

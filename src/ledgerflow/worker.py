@@ -10,8 +10,11 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import psycopg
+import redis.asyncio as redis
 import structlog
+from redis.exceptions import RedisError
 
+from ledgerflow.batches import PriceBatch, changed_lanes
 from ledgerflow.broker import BrokerError, QueueConsumer
 from ledgerflow.cache import CacheError, RedisBalanceCache
 from ledgerflow.clock import BoundarySchedule, Clock, SystemClock
@@ -22,8 +25,11 @@ from ledgerflow.health import Health
 from ledgerflow.http import probe_app, server
 from ledgerflow.ingest import BatchResult, BatchWriter
 from ledgerflow.leadership import Leadership, LeadershipLost
+from ledgerflow.lru import PersistentLRU
 from ledgerflow.metrics import Metrics
+from ledgerflow.price_feed import PriceFeed
 from ledgerflow.publisher import BalancePublisher
+from ledgerflow.rates import CACHE_NAMESPACE, touches
 from ledgerflow.registry import WorkerRecord, forget, heartbeat_forever
 from ledgerflow.settings import Settings
 from ledgerflow.tracing import configure as configure_tracing
@@ -155,6 +161,7 @@ class Worker:
             stack.push_async_callback(broker.close)
             await broker.start()
             await prepare_redeliveries(broker, writer)
+            feed = await self._price_feed(stack)
             log.info("worker.active", term=term, queue=settings.queue)
 
             tasks = {
@@ -164,6 +171,8 @@ class Worker:
                 asyncio.create_task(broker.closed(), name="broker"),
                 asyncio.create_task(self._watch_backlog(broker), name="backlog"),
             }
+            if feed is not None:
+                tasks.add(asyncio.create_task(feed.run(), name="prices"))
             stopping = asyncio.create_task(stop.wait(), name="stop")
             try:
                 done, _ = await asyncio.wait(
@@ -217,6 +226,26 @@ class Worker:
                 lag_ms=round(publication.lag * 1000, 1),
                 balances=publication.keys,
             )
+
+    async def _price_feed(self, stack: contextlib.AsyncExitStack) -> PriceFeed | None:
+        """Price batches from their queue, while this worker leads (see price_feed)."""
+        settings = self.settings
+        if not settings.price_batch_queue:
+            return None
+        conn = await connect(settings.database_url)
+        stack.push_async_callback(conn.close)
+        keydb = redis.Redis.from_url(settings.cache_url, socket_timeout=1, socket_connect_timeout=1)
+        stack.push_async_callback(keydb.aclose)
+        cache = PersistentLRU(keydb, CACHE_NAMESPACE)
+
+        async def invalidate(batch: PriceBatch) -> None:
+            changed = changed_lanes(batch)
+            with contextlib.suppress(RedisError, OSError):
+                await cache.invalidate(lambda tags: touches(tags, changed))
+
+        feed = PriceFeed(conn, settings.amqp_url, settings.price_batch_queue, invalidate)
+        stack.push_async_callback(feed.broker.close)
+        return feed
 
     async def _watch_backlog(self, broker: QueueConsumer, every: float = 5.0) -> None:
         while True:

@@ -60,6 +60,7 @@ def make_env(redis_url: str, queue: str, amqp_url: str) -> Callable[..., dict[st
             LEDGERFLOW_DATABASE_URL=database_url,
             LEDGERFLOW_REDIS_URL=redis_url,
             LEDGERFLOW_RATES_CACHE_URL=redis_url,  # isolated like everything else
+            LEDGERFLOW_PRICE_BATCH_QUEUE=f"{queue}_prices",
             LEDGERFLOW_QUEUE=queue,
             LEDGERFLOW_AMQP_URL=amqp_url,
             LEDGERFLOW_LOG_FORMAT="json",

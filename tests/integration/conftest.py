@@ -98,6 +98,8 @@ async def start_worker(
                 "publish_interval": 1,
                 "metrics_port": 0,
                 "instance": "in-process",
+                "price_batch_queue": f"{queue}_prices",
+                "rates_cache_url": redis_url,
                 **overrides,
             }
         )
