@@ -47,11 +47,13 @@ acceptance: install services
 	$(BIN)/pytest tests/acceptance
 
 # Not part of `make test`: ingest against the broker's ceiling and the usual solutions,
-# then publish lag under load and against a long history (about ten minutes).
+# then publish lag under load and against a long history, then /rates and price batches
+# against the original's design (about fifteen minutes).
 bench: install services
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.lag
+	$(BIN)/python -m bench.rates
 
 # Not part of `make test`: about SOAK_MINUTES (default 10) of kills and restarts, then a check.
 soak: install services
