@@ -232,12 +232,17 @@ def run_solution(name: str, count: int) -> Result:
             correct,
         )
     finally:
-        admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        connection = pika.BlockingConnection(pika.URLParameters(SETTINGS.amqp_url))
-        channel = connection.channel()
-        channel.queue_delete(queue)
-        channel.queue_delete(marker_queue(queue))
-        connection.close()
+        cleanup(database, queue)
+
+
+def cleanup(database: str, queue: str) -> None:
+    """Drop a benchmark's database and its queues."""
+    admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    connection = pika.BlockingConnection(pika.URLParameters(SETTINGS.amqp_url))
+    channel = connection.channel()
+    channel.queue_delete(queue)
+    channel.queue_delete(marker_queue(queue))
+    connection.close()
 
 
 def table(results: list[Result]) -> str:

@@ -25,8 +25,7 @@ import uuid
 import pika
 import psycopg
 
-from bench.ingest import RESULTS, SETTINGS, PeakRss, admin, prepare_database, worker_env
-from ledgerflow.broker import marker_queue
+from bench.ingest import RESULTS, SETTINGS, PeakRss, cleanup, prepare_database, worker_env
 
 
 def fresh_database(rows: int = 0) -> tuple[str, str]:
@@ -45,15 +44,6 @@ def fresh_database(rows: int = 0) -> tuple[str, str]:
             done += step
         conn.execute("VACUUM ANALYZE historical_transactions")
     return name, url
-
-
-def cleanup(database: str, queue: str) -> None:
-    admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    connection = pika.BlockingConnection(pika.URLParameters(SETTINGS.amqp_url))
-    channel = connection.channel()
-    channel.queue_delete(queue)
-    channel.queue_delete(marker_queue(queue))
-    connection.close()
 
 
 def lags(url: str) -> list[float]:

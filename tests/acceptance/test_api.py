@@ -7,6 +7,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from ..conftest import free_port
 from .conftest import Process, eventually, query
 
@@ -21,13 +23,30 @@ def get(url: str) -> tuple[int, bytes]:
         return 0, b""
 
 
-def test_the_api_serves_probes_metrics_and_json_errors_and_stops_cleanly(
-    db_url: str, make_env: Callable[..., dict[str, str]], spawn: Callable[..., Process]
-) -> None:
+class Api:
+    """Starts `ledgerflow api` processes on this test's database and one port."""
+
+    def __init__(self, env: dict[str, str], port: int, spawn: Callable[..., Process]) -> None:
+        self.env, self.spawn = env, spawn
+        self.base = f"http://127.0.0.1:{port}"
+
+    def start(self) -> Process:
+        process = self.spawn(["api"], self.env)
+        eventually(lambda: get(f"{self.base}/healthz")[0] == 200, 20, "the API to listen")
+        return process
+
+
+@pytest.fixture
+def api(db_url: str, make_env: Callable[..., dict[str, str]], spawn: Callable[..., Process]) -> Api:
     port = free_port()
-    api = spawn(["api"], make_env(db_url, http_port=str(port), http_host="127.0.0.1"))
-    base = f"http://127.0.0.1:{port}"
-    eventually(lambda: get(f"{base}/healthz")[0] == 200, 20, "the API to listen")
+    return Api(make_env(db_url, http_port=str(port), http_host="127.0.0.1"), port, spawn)
+
+
+def test_the_api_serves_probes_metrics_and_json_errors_and_stops_cleanly(
+    api: Api,
+) -> None:
+    process = api.start()
+    base = api.base
     status, body = get(f"{base}/readyz")
     assert status == 200
     assert json.loads(body)["checks"] == {"postgres": "ok", "keydb": "ok"}
@@ -37,13 +56,13 @@ def test_the_api_serves_probes_metrics_and_json_errors_and_stops_cleanly(
     text = body.decode()
     assert 'ledgerflow_http_requests_total{method="GET",route="/healthz",status="200"}' in text
     assert 'ledgerflow_http_requests_total{method="GET",route="other",status="404"}' in text
-    api.signal(signal.SIGTERM)
-    assert api.wait(25) == 0, api.output()
-    assert "http.access" in api.output()
+    process.signal(signal.SIGTERM)
+    assert process.wait(25) == 0, process.output()
+    assert "http.access" in process.output()
 
 
 def test_rates_over_http_with_json_errors_and_a_database_that_drops_its_sessions(
-    db_url: str, make_env: Callable[..., dict[str, str]], spawn: Callable[..., Process]
+    db_url: str, api: Api
 ) -> None:
     query(db_url, "INSERT INTO regions VALUES ('asia', 'Asia', NULL), ('europe', 'Europe', NULL)")
     query(
@@ -54,10 +73,8 @@ def test_rates_over_http_with_json_errors_and_a_database_that_drops_its_sessions
         db_url,
         "INSERT INTO prices SELECT 'CNSHA', 'NOOSL', '2021-01-02', p FROM unnest(ARRAY[10, 20, 40]) p",
     )
-    port = free_port()
-    api = spawn(["api"], make_env(db_url, http_port=str(port), http_host="127.0.0.1"))
-    base = f"http://127.0.0.1:{port}"
-    eventually(lambda: get(f"{base}/healthz")[0] == 200, 20, "the API to listen")
+    process = api.start()
+    base = api.base
     url = f"{base}/rates?date_from=2021-01-01&date_to=2021-01-02&orig_code=CNSHA&dest_code=europe"
     status, body = get(url)
     assert status == 200
@@ -83,8 +100,8 @@ def test_rates_over_http_with_json_errors_and_a_database_that_drops_its_sessions
     )
     answers = [get(url)[0] for _ in range(5)]
     assert answers[-1] == 200 and set(answers) <= {200, 503}, answers
-    api.signal(signal.SIGTERM)
-    assert api.wait(25) == 0
+    process.signal(signal.SIGTERM)
+    assert process.wait(25) == 0
 
 
 def post(url: str, body: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
@@ -98,18 +115,14 @@ def post(url: str, body: bytes, content_type: str) -> tuple[int, dict[str, Any]]
         return error.code, json.loads(error.read())
 
 
-def test_price_batches_over_http_are_atomic_and_idempotent(
-    db_url: str, make_env: Callable[..., dict[str, str]], spawn: Callable[..., Process]
-) -> None:
+def test_price_batches_over_http_are_atomic_and_idempotent(db_url: str, api: Api) -> None:
     query(db_url, "INSERT INTO regions VALUES ('world', 'World', NULL)")
     query(
         db_url,
         "INSERT INTO ports VALUES ('CNGGZ', 'Guangzhou', 'world'), ('EETLL', 'Tallinn', 'world')",
     )
-    port = free_port()
-    api = spawn(["api"], make_env(db_url, http_port=str(port), http_host="127.0.0.1"))
-    base = f"http://127.0.0.1:{port}"
-    eventually(lambda: get(f"{base}/healthz")[0] == 200, 20, "the API to listen")
+    process = api.start()
+    base = api.base
     prices = [
         {"orig_code": "CNGGZ", "dest_code": "EETLL", "day": "2021-02-01", "price": 1200 + i}
         for i in range(3)
@@ -130,15 +143,12 @@ def test_price_batches_over_http_are_atomic_and_idempotent(
     status, answer = post(f"{base}/prices/batches", b"{not json", "application/json")
     assert status == 422 and "not JSON" in answer["error"]
     assert query(db_url, "SELECT count(*) FROM prices") == [(4,)]
-    api.signal(signal.SIGTERM)
-    assert api.wait(25) == 0
+    process.signal(signal.SIGTERM)
+    assert process.wait(25) == 0
 
 
 def test_the_rates_cache_survives_a_restart_and_follows_committed_batches(
-    db_url: str,
-    redis_url: str,
-    make_env: Callable[..., dict[str, str]],
-    spawn: Callable[..., Process],
+    db_url: str, api: Api
 ) -> None:
     query(db_url, "INSERT INTO regions VALUES ('asia', 'Asia', NULL), ('europe', 'Europe', NULL)")
     query(
@@ -149,15 +159,8 @@ def test_the_rates_cache_survives_a_restart_and_follows_committed_batches(
         db_url,
         "INSERT INTO prices SELECT 'CNSHA', 'NOOSL', '2021-01-02', p FROM unnest(ARRAY[10, 20, 40]) p",
     )
-    port = free_port()
-    env = make_env(db_url, http_port=str(port), http_host="127.0.0.1")
-    base = f"http://127.0.0.1:{port}"
+    base = api.base
     url = f"{base}/rates?date_from=2021-01-01&date_to=2021-01-02&orig_code=CNSHA&dest_code=europe"
-
-    def start() -> Process:
-        api = spawn(["api"], env)
-        eventually(lambda: get(f"{base}/healthz")[0] == 200, 20, "the API to listen")
-        return api
 
     def lookups() -> dict[str, float]:
         text = get(f"{base}/metrics")[1].decode()
@@ -168,14 +171,14 @@ def test_the_rates_cache_survives_a_restart_and_follows_committed_batches(
             if line.startswith(f'ledgerflow_rates_cache_lookups_total{{result="{result}"}}')
         }
 
-    api = start()
+    process = api.start()
     first = json.loads(get(url)[1])
     assert json.loads(get(url)[1]) == first
     assert lookups() == {"miss": 1.0, "hit": 1.0}
-    api.signal(signal.SIGTERM)
-    assert api.wait(25) == 0
+    process.signal(signal.SIGTERM)
+    assert process.wait(25) == 0
 
-    api = start()  # a new process finds the answer in KeyDB
+    process = api.start()  # a new process finds the answer in KeyDB
     assert json.loads(get(url)[1]) == first
     assert lookups() == {"hit": 1.0}
 
@@ -191,5 +194,5 @@ def test_the_rates_cache_survives_a_restart_and_follows_committed_batches(
     fresh = json.loads(get(url)[1])
     assert fresh["rates"][1] == {"count": 3, "day": "2021-01-01", "price": 6.0}
     assert lookups() == {"hit": 2.0, "miss": 1.0}
-    api.signal(signal.SIGTERM)
-    assert api.wait(25) == 0
+    process.signal(signal.SIGTERM)
+    assert process.wait(25) == 0
