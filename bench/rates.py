@@ -90,6 +90,59 @@ async def load(port: int, paths: list[str], seconds: float, concurrency: int) ->
     }
 
 
+async def post_batches(
+    port: int, lanes: list[tuple[str, str]], seconds: float, rows: int = 50_000
+) -> dict[str, float]:
+    """Large price batches back to back over HTTP for ``seconds``: how long each took."""
+    rng = random.Random(11)
+    took: list[float] = []
+    deadline = time.perf_counter() + seconds
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    while time.perf_counter() < deadline:
+        prices = [
+            {
+                "orig_code": o,
+                "dest_code": d,
+                "day": f"2021-03-{1 + rng.randrange(28):02d}",
+                "price": rng.randint(539, 5893),
+            }
+            for o, d in (rng.choice(lanes) for _ in range(rows))
+        ]
+        body = json.dumps({"batch_id": f"burst-{uuid.uuid4()}", "prices": prices}).encode()
+        started = time.perf_counter()
+        writer.write(
+            b"POST /prices/batches HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        status_line = await reader.readline()
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await reader.readexactly(length)
+        assert status_line.split()[1] == b"201", status_line
+        took.append(time.perf_counter() - started)
+    writer.close()
+    return {
+        "batches": len(took),
+        "rows_each": rows,
+        "mean_s": round(statistics.mean(took), 3),
+        "max_s": round(max(took), 3),
+    }
+
+
+async def mixed(
+    port: int, paths: list[str], lanes: list[tuple[str, str]], seconds: float, concurrency: int
+) -> dict[str, Any]:
+    """Readers and a stream of large batches at once: neither may starve the other."""
+    readers, writers = await asyncio.gather(
+        load(port, paths, seconds, concurrency), post_batches(port, lanes, seconds)
+    )
+    return {"readers": readers, "batches": writers}
+
+
 def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     import socket
 
@@ -170,6 +223,13 @@ def main() -> int:
             asyncio.run(load(port, paths[:50], 2, args.concurrency))  # warm up
             print(f"bench: {name}: {args.seconds:g} s of /rates...", file=sys.stderr, flush=True)
             results[name] = asyncio.run(load(port, paths, args.seconds, args.concurrency))
+            if name == "ledgerflow":
+                print(
+                    "bench: ledgerflow: /rates during batch bursts...", file=sys.stderr, flush=True
+                )
+                results["ledgerflow during batch bursts"] = asyncio.run(
+                    mixed(port, paths, lanes, args.seconds, args.concurrency)
+                )
             process.send_signal(signal.SIGTERM)
             process.wait(30)
         results["rps_ratio"] = round(
