@@ -61,9 +61,8 @@ def test_the_api_serves_probes_metrics_and_json_errors_and_stops_cleanly(
     assert "http.access" in process.output()
 
 
-def test_rates_over_http_with_json_errors_and_a_database_that_drops_its_sessions(
-    db_url: str, api: Api
-) -> None:
+def seed_one_lane(db_url: str) -> None:
+    """Shanghai (asia) to Oslo (europe): three prices on 2021-01-02, none the day before."""
     query(db_url, "INSERT INTO regions VALUES ('asia', 'Asia', NULL), ('europe', 'Europe', NULL)")
     query(
         db_url,
@@ -73,6 +72,12 @@ def test_rates_over_http_with_json_errors_and_a_database_that_drops_its_sessions
         db_url,
         "INSERT INTO prices SELECT 'CNSHA', 'NOOSL', '2021-01-02', p FROM unnest(ARRAY[10, 20, 40]) p",
     )
+
+
+def test_rates_over_http_with_json_errors_and_a_database_that_drops_its_sessions(
+    db_url: str, api: Api
+) -> None:
+    seed_one_lane(db_url)
     process = api.start()
     base = api.base
     url = f"{base}/rates?date_from=2021-01-01&date_to=2021-01-02&orig_code=CNSHA&dest_code=europe"
@@ -150,15 +155,7 @@ def test_price_batches_over_http_are_atomic_and_idempotent(db_url: str, api: Api
 def test_the_rates_cache_survives_a_restart_and_follows_committed_batches(
     db_url: str, api: Api
 ) -> None:
-    query(db_url, "INSERT INTO regions VALUES ('asia', 'Asia', NULL), ('europe', 'Europe', NULL)")
-    query(
-        db_url,
-        "INSERT INTO ports VALUES ('CNSHA', 'Shanghai', 'asia'), ('NOOSL', 'Oslo', 'europe')",
-    )
-    query(
-        db_url,
-        "INSERT INTO prices SELECT 'CNSHA', 'NOOSL', '2021-01-02', p FROM unnest(ARRAY[10, 20, 40]) p",
-    )
+    seed_one_lane(db_url)
     base = api.base
     url = f"{base}/rates?date_from=2021-01-01&date_to=2021-01-02&orig_code=CNSHA&dest_code=europe"
 
