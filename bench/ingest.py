@@ -285,11 +285,7 @@ def main() -> int:
     record = {
         "kind": "ingest",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "system": platform.platform(),
-        },
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "results": [asdict(r) for r in results],
         "ratios": ratios,
     }
