@@ -27,9 +27,15 @@ class Health:
     check_timeout: float = 2.0
 
     def supervise(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
-        """Count ``task`` among those that must be alive for the process to be live."""
+        """Count ``task`` among those that must be alive for the process to be live.
+
+        A task that ends on its own (returns or fails) stays counted, dead, until the
+        process exits; one cancelled on purpose (a clean shutdown) is forgotten.
+        """
         self.tasks[task.get_name()] = task
-        task.add_done_callback(lambda t: self.tasks.pop(t.get_name(), None))
+        task.add_done_callback(
+            lambda t: self.tasks.pop(t.get_name(), None) if t.cancelled() else None
+        )
         return task
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:

@@ -65,11 +65,18 @@ async def test_liveness_fails_when_a_supervised_task_has_died() -> None:
     async def dies() -> None:
         raise RuntimeError("boom")
 
-    task = asyncio.create_task(dies(), name="publish")
-    health.tasks["publish"] = task  # as supervise() does, without the removal on completion
-    await asyncio.gather(task, return_exceptions=True)
+    async def runs() -> None:
+        await asyncio.sleep(10)
+
+    failed = health.supervise(asyncio.create_task(dies(), name="publish"))
+    stopped = health.supervise(asyncio.create_task(runs(), name="heartbeat"))
+    assert health.liveness()[0]
+    await asyncio.gather(failed, return_exceptions=True)
     live, body = health.liveness()
     assert not live and body["dead_tasks"] == ["publish"]
+    stopped.cancel()  # cancelled on purpose, as at shutdown: not a death
+    await asyncio.gather(stopped, return_exceptions=True)
+    assert health.liveness()[1]["dead_tasks"] == ["publish"]
 
 
 async def test_readiness_reports_each_dependency_and_stale_publications() -> None:
