@@ -1,6 +1,8 @@
 """The consumers ``make bench`` compares with ledgerflow, each run as its own process.
 
-    python bench/solutions.py ceiling|naive|faststream AMQP_URL QUEUE COUNT [DATABASE_URL]
+    python bench/solutions.py SOLUTION AMQP_URL QUEUE COUNT [DATABASE_URL]
+
+where SOLUTION is ceiling, ceiling-direct, naive or faststream.
 
 Each consumes COUNT messages from QUEUE and exits, printing one JSON line with its own
 measurements. ledgerflow itself runs as the real ``ledgerflow worker``.
@@ -50,6 +52,46 @@ def ceiling(amqp_url: str, queue: str, count: int) -> None:
     channel.start_consuming()
     connection.close()
     report(first=times[0], last=times[1], messages=seen)
+
+
+def ceiling_direct(amqp_url: str, queue: str, count: int) -> None:
+    """The ceiling as ledgerflow receives: deliveries read straight from the frames
+    (ledgerflow.frames), on pika's asyncio adapter, multi-ack; nothing else."""
+    from ledgerflow.frames import DirectDeliveryConnection
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        opened, channel_opened, done = (loop.create_future() for _ in range(3))
+        connection = DirectDeliveryConnection(
+            pika.URLParameters(amqp_url),
+            on_open_callback=opened.set_result,
+            on_open_error_callback=lambda _c, error: opened.set_exception(Exception(error)),
+            custom_ioloop=loop,
+        )
+        await opened
+        connection.channel(on_open_callback=channel_opened.set_result)
+        channel = await channel_opened
+        channel.basic_qos(prefetch_count=PREFETCH)
+        seen, times = 0, [0.0, 0.0]
+
+        def take(delivery_tag: int) -> None:
+            nonlocal seen
+            seen += 1
+            if seen == 1:
+                times[0] = time.time()
+            if seen % ACK_EVERY == 0 or seen == count:
+                channel.basic_ack(delivery_tag, multiple=True)
+            if seen == count:
+                times[1] = time.time()
+                done.set_result(None)
+
+        tag = channel.basic_consume(queue, lambda _ch, method, _p, _b: take(method.delivery_tag))
+        connection.deliver_directly(channel, tag, lambda raw, _at: take(raw.tag))
+        await done
+        connection.close()
+        report(first=times[0], last=times[1], messages=seen)
+
+    asyncio.run(main())
 
 
 def naive(amqp_url: str, queue: str, count: int, database_url: str) -> None:
@@ -107,6 +149,10 @@ def faststream(amqp_url: str, queue: str, count: int, database_url: str) -> None
 
 if __name__ == "__main__":
     name, amqp_url, queue, count, *rest = sys.argv[1:]
-    {"ceiling": ceiling, "naive": naive, "faststream": faststream}[name](
-        amqp_url, queue, int(count), *rest
-    )
+    solutions = {
+        "ceiling": ceiling,
+        "ceiling-direct": ceiling_direct,
+        "naive": naive,
+        "faststream": faststream,
+    }
+    solutions[name](amqp_url, queue, int(count), *rest)

@@ -2,7 +2,8 @@
 
 pika parses frames several times faster than the pure-asyncio clients (see
 docs/design.md for the measurements), and its asyncio adapter runs on ledgerflow's own
-event loop, so deliveries reach the batcher without crossing threads.
+event loop, so deliveries reach the batcher without crossing threads. Deliveries
+themselves are read straight from the frames (frames.py); pika does everything else.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pika.exceptions
 import pika.spec
 from pika.adapters.asyncio_connection import AsyncioConnection
 
+from ledgerflow.frames import DirectDeliveryConnection, RawDelivery
 from ledgerflow.ingest import Delivery
 from ledgerflow.tracing import MessageTracer
 
@@ -90,7 +92,7 @@ class QueueConsumer:
         self._prefetch = prefetch
         self._on_delivery = on_delivery
         self._tracer = tracer if tracer is not None and tracer.enabled else None
-        self._connection: AsyncioConnection | None = None
+        self._connection: DirectDeliveryConnection | None = None
         self._channel: pika.channel.Channel | None = None
         self._consumer_tag: str | None = None
         self._waiting: set[asyncio.Future[Any]] = set()
@@ -103,7 +105,7 @@ class QueueConsumer:
         self._closed = loop.create_future()
         self._closed.add_done_callback(_retrieve)
         opened: asyncio.Future[Any] = self._future()
-        self._connection = AsyncioConnection(
+        self._connection = DirectDeliveryConnection(
             self._params,
             on_open_callback=lambda conn: self._resolve(opened, conn),
             on_open_error_callback=lambda _conn, err: self._fail_all(err),
@@ -133,6 +135,7 @@ class QueueConsumer:
             exclusive=self._ledger,
             callback=lambda frame: self._resolve(consumed, frame),
         )
+        self._connection.deliver_directly(self._channel, self._consumer_tag, self._on_direct)
         await consumed
 
     async def ack(self, delivery_tag: int, batch_id: int) -> None:
@@ -199,6 +202,8 @@ class QueueConsumer:
         """Ask RabbitMQ to stop delivering; deliveries already received stay ours to ack."""
         if self._channel is not None and self._channel.is_open and self._consumer_tag:
             tag, self._consumer_tag = self._consumer_tag, None
+            if self._connection is not None:
+                self._connection.stop_direct_delivery()
             await self._call(self._channel.basic_cancel, consumer_tag=tag)
 
     async def closed(self) -> None:
@@ -226,11 +231,25 @@ class QueueConsumer:
         props: pika.spec.BasicProperties,
         body: bytes,
     ) -> None:
+        # Deliveries pika assembled itself: the rare ones frames.py leaves to it.
+        self._hand_over(body, method.delivery_tag, method.redelivered, props, datetime.now(UTC))
+
+    def _on_direct(self, raw: RawDelivery, received_at: datetime) -> None:
+        self._hand_over(raw.body, raw.tag, raw.redelivered, raw.properties, received_at)
+
+    def _hand_over(
+        self,
+        body: bytes,
+        tag: int,
+        redelivered: bool,
+        props: pika.spec.BasicProperties,
+        received_at: datetime,
+    ) -> None:
         delivery = Delivery(
             body=body,
-            tag=method.delivery_tag,
-            redelivered=method.redelivered,
-            received_at=datetime.now(UTC),
+            tag=tag,
+            redelivered=redelivered,
+            received_at=received_at,
             message_id=props.message_id,
             properties=props,
         )
@@ -241,7 +260,7 @@ class QueueConsumer:
                     "messaging.system": "rabbitmq",
                     "messaging.destination.name": self._queue,
                     "messaging.message.id": props.message_id or "",
-                    "messaging.rabbitmq.delivery_tag": method.delivery_tag,
+                    "messaging.rabbitmq.delivery_tag": tag,
                 },
             )
         self._on_delivery(delivery)

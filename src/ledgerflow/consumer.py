@@ -20,10 +20,13 @@ class BatchingConsumer:
 
     A batch closes when it holds ``batch_size`` messages or ``max_wait`` seconds after its
     first message arrived, whichever comes first. While one batch is being committed the
-    next one fills, so the broker and the database work at the same time. A message is
-    acknowledged (multiple=True up to the batch's last delivery tag) only once the
-    transaction that recorded it has committed, and the next batch is committed only once
-    RabbitMQ has confirmed that acknowledgement.
+    next one fills, and while RabbitMQ commits one batch's acknowledgement PostgreSQL
+    commits the next batch, so the broker and the database work at the same time. A
+    message is acknowledged (multiple=True up to the batch's last delivery tag) only once
+    the transaction that recorded it has committed; acknowledgements go out in batch order,
+    one at a time, each once RabbitMQ confirmed the one before. So at most two committed
+    batches are unacknowledged at any moment, and after a crash RabbitMQ delivers their
+    messages again first, in order, as BatchWriter.expect_redeliveries expects.
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class BatchingConsumer:
         self._nonempty = asyncio.Event()
         self._full = asyncio.Event()
         self._finishing = False
+        self._acking: asyncio.Task[None] | None = None
 
     def deliver(self, delivery: Delivery) -> None:
         """Take one delivery from the broker (called on the event loop, never blocks)."""
@@ -69,15 +73,30 @@ class BatchingConsumer:
 
     async def run(self) -> None:
         """Commit batches until ``finish`` was called and nothing is pending."""
-        while True:
-            await self._nonempty.wait()
-            if not self._pending:
-                return
-            if not self._full.is_set():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._max_wait):  # see registry.py on wait_for
-                        await self._full.wait()
-            await self._commit_one()
+        try:
+            while True:
+                if not self._pending:
+                    await self._acknowledged()  # idle: nothing left in flight
+                await self._nonempty.wait()
+                if not self._pending:
+                    return
+                await self._collect_and_commit()
+        finally:
+            if self._acking is not None and not self._acking.done():
+                self._acking.cancel()  # cancelled from outside: the leader is stepping down
+
+    async def _collect_and_commit(self) -> None:
+        if not self._full.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._max_wait):  # see registry.py on wait_for
+                    await self._full.wait()
+        await self._commit_one()
+
+    async def _acknowledged(self) -> None:
+        """Wait until RabbitMQ confirmed the last acknowledgement sent (raise if it failed)."""
+        acking, self._acking = self._acking, None
+        if acking is not None:
+            await acking
 
     async def _commit_one(self) -> None:
         batch = self._pending[: self._batch_size]
@@ -85,7 +104,8 @@ class BatchingConsumer:
         started_ns = time.time_ns()
         result = await self._writer.write(batch)
         # Only now may the batch leave the queue; concurrent deliveries were appended after it.
-        await self._ack(batch[-1].tag, result.batch_id)
+        await self._acknowledged()
+        self._acking = asyncio.ensure_future(self._ack(batch[-1].tag, result.batch_id))
         del self._pending[: len(batch)]
         if not self._finishing:
             if not self._pending:

@@ -14,7 +14,7 @@ import psycopg
 import structlog
 from psycopg.types.json import Jsonb
 
-from ledgerflow.leadership import check_term
+from ledgerflow.leadership import ensure_term
 from ledgerflow.messages import Reason, Rejection, Transaction, parse_transaction
 from ledgerflow.queries import query
 
@@ -75,6 +75,14 @@ def _json_safe(value: Any) -> Any:
     return _json_safe(str(value))
 
 
+def _numbers_array(numbers: list[int | None] | list[int] | list[Any]) -> str:
+    """An array of integers or decimals as PostgreSQL's array text (the query casts it).
+
+    Several times cheaper than adapting each number: a batch's arrays are the hot path.
+    """
+    return "{" + ",".join("NULL" if n is None else str(n) for n in numbers) + "}"
+
+
 class BatchWriter:
     """Writes batches for the leader of ``term``; every write checks the term first."""
 
@@ -123,16 +131,19 @@ class BatchWriter:
         return bool(row and row[0])
 
     async def write(self, deliveries: list[Delivery]) -> BatchResult:
-        """Commit the batch; raise LeadershipLost (nothing written) if the term is over."""
+        """Commit the batch; raise LeadershipLost (nothing written) if the term is over.
+
+        The statements go out in pipeline mode: the transaction costs three round trips
+        to PostgreSQL (four when messages carry ids), whatever the batch size.
+        """
         hashes = [hashlib.sha256(d.body).digest() for d in deliveries]
-        async with self._conn.transaction():
-            await check_term(self._conn, self._term)
-            skip, next_expected = self._match_redeliveries(deliveries, hashes)
-            outcomes: list[Transaction | Rejection | None] = [
-                None if skip[i] else parse_transaction(d.body, self._max_body_bytes)
-                for i, d in enumerate(deliveries)
-            ]
-            await self._reject_unknown_providers(outcomes)
+        skip, next_expected = self._match_redeliveries(deliveries, hashes)
+        outcomes: list[Transaction | Rejection | None] = [
+            None if skip[i] else parse_transaction(d.body, self._max_body_bytes)
+            for i, d in enumerate(deliveries)
+        ]
+        async with self._conn.pipeline(), self._conn.transaction():
+            locked = await self._conn.execute(query("lock_term"))
             cursor = await self._conn.execute(
                 query("insert_batch"),
                 {
@@ -142,9 +153,11 @@ class BatchWriter:
                     "message_count": len(deliveries),
                 },
             )
+            await ensure_term(locked, self._term)
             row = await cursor.fetchone()
             assert row is not None
             batch_id: int = row[0]
+            await self._reject_unknown_providers(outcomes)
             await self._skip_duplicates(batch_id, deliveries, skip, outcomes)
             result = await self._insert(batch_id, deliveries, hashes, outcomes, skip)
         self._next_expected = next_expected  # only once the batch is committed
@@ -228,8 +241,8 @@ class BatchWriter:
             cursor = await self._conn.execute(
                 query("insert_transactions"),
                 {
-                    "provider_ids": [t.provider_id for _, t in stored],
-                    "values": [t.value for _, t in stored],
+                    "provider_ids": _numbers_array([t.provider_id for _, t in stored]),
+                    "values": _numbers_array([t.value for _, t in stored]),
                 },
             )
             ids = sorted(r[0] for r in await cursor.fetchall())
@@ -281,7 +294,7 @@ class BatchWriter:
                 "body_hashes": b"".join(hashes),
                 "outcomes": letters,
                 "message_ids": message_ids if any(message_ids) else None,
-                "transaction_ids": transaction_ids if stored else None,
+                "transaction_ids": _numbers_array(transaction_ids) if stored else None,
                 "rejected_ids": rejected_ids if rejected else None,
             },
         )

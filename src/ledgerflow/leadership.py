@@ -25,8 +25,12 @@ class LeadershipLost(Exception):
 
 async def check_term(conn: psycopg.AsyncConnection[Any], term: int) -> None:
     """Inside a transaction: lock the current term until commit and verify it is ``term``."""
-    cursor = await conn.execute(query("lock_term"))
-    row = await cursor.fetchone()
+    await ensure_term(await conn.execute(query("lock_term")), term)
+
+
+async def ensure_term(locked: psycopg.AsyncCursor[Any], term: int) -> None:
+    """Verify the result of the ``lock_term`` query, which may still be in a pipeline."""
+    row = await locked.fetchone()
     current = row[0] if row else None
     if current != term:
         raise LeadershipLost(f"term {term} is over; the current term is {current}")

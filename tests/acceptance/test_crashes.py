@@ -95,7 +95,7 @@ def test_sigterm_in_the_middle_of_a_burst_commits_what_it_holds(
     assert worker.wait(10) == 0, worker.output()
     assert time.monotonic() - stopped_at < 10
     midway = query(db_url, "SELECT count(*) FROM historical_transactions")[0][0]
-    assert "worker.drained" in worker.output()
+    assert "worker.drained" in worker.output(), worker.output()
 
     worker = spawn(["worker"], env)
     eventually(

@@ -1,5 +1,6 @@
 """`ledgerflow status` and process supervision, with real worker processes."""
 
+import re
 import signal
 import socket
 from collections.abc import Callable
@@ -76,7 +77,9 @@ def test_status_flags_a_standby_whose_heartbeat_stopped(
     result = run_ledgerflow(["status"], env)
     assert result.returncode == 1
     line = next(line for line in result.stdout.splitlines() if line.startswith(standby))
-    assert "heartbeat 180 s old" in line and "does not answer /healthz" in line
+    # 180 s, plus however long the status command took to start.
+    assert re.search(r"heartbeat 1[89]\d s old", line), line
+    assert "does not answer /healthz" in line
     assert "UNHEALTHY" in result.stdout
     report = run_ledgerflow(["status", "--json"], env)
     assert report.returncode == 1 and '"healthy": false' in report.stdout
@@ -97,7 +100,7 @@ def test_status_flags_an_active_worker_that_does_not_publish(
     query(db_url, "UPDATE ledgerflow_leadership SET acquired_at = now() - interval '3 minutes'")
     result = run_ledgerflow(["status"], env)
     assert result.returncode == 1
-    assert "active with no publication for 180 s" in result.stdout
+    assert re.search(r"active with no publication for 1[89]\d s", result.stdout), result.stdout
     worker.signal(signal.SIGTERM)
     assert worker.wait(15) == 0
 

@@ -1,3 +1,4 @@
+import asyncio
 from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -7,7 +8,7 @@ import psycopg
 import pytest
 
 from ledgerflow.consumer import BatchingConsumer
-from ledgerflow.ingest import BatchWriter, Delivery
+from ledgerflow.ingest import BatchResult, BatchWriter, Delivery
 from ledgerflow.leadership import LeadershipLost
 
 from .conftest import take_term
@@ -128,32 +129,66 @@ async def test_a_deposed_leader_writes_nothing(seeded: Any) -> None:
 
 async def test_batching_consumer_acks_each_batch_after_its_commit(seeded: Any) -> None:
     conn = seeded
-    acked: list[tuple[int, int]] = []
-
-    async def stored_rows() -> int:
-        return int((await rows(conn, "SELECT count(*) FROM ledgerflow_messages"))[0][0])
-
     writer = await writer_for(conn)
-    committed: list[int] = []
+    events: list[tuple[str, int]] = []
+    write = writer.write
 
-    async def ack(tag: int, _batch_id: int) -> None:
-        acked.append((tag, len(committed)))
+    async def recorded_write(batch: list[Delivery]) -> BatchResult:
+        result = await write(batch)
+        events.append(("committed", result.batch_id))
+        return result
 
-    consumer = BatchingConsumer(
-        writer,
-        ack=ack,
-        batch_size=3,
-        max_wait=0.05,
-        on_batch=lambda result, _s: committed.append(result.batch_id),
-    )
+    async def ack(tag: int, batch_id: int) -> None:
+        events.append(("ack sent", batch_id))
+        await asyncio.sleep(0.01)  # RabbitMQ's transaction commit
+        events.append(("ack confirmed", batch_id))
+        acked.append(tag)
+
+    acked: list[int] = []
+    writer.write = recorded_write  # type: ignore[method-assign]
+    consumer = BatchingConsumer(writer, ack=ack, batch_size=3, max_wait=0.05)
     for tag in range(1, 8):
         consumer.deliver(delivery(b'{"id": 1, "value": 1}', tag))
     consumer.finish()
     await consumer.run()
-    # Batches of 3, 3 and 1; each ack names the batch's last tag and comes after its commit.
-    assert acked == [(3, 0), (6, 1), (7, 2)]
-    assert len(committed) == 3
-    assert await stored_rows() == 7
+    # Batches of 3, 3 and 1; each ack names the batch's last tag.
+    assert acked == [3, 6, 7]
+    batches = [b for kind, b in events if kind == "committed"]
+    assert len(batches) == 3
+    for batch_id in batches:  # each ack after its own commit
+        assert events.index(("committed", batch_id)) < events.index(("ack sent", batch_id))
+    # One acknowledgement in flight at a time, in batch order; run() returns once the last
+    # one is confirmed.
+    acks = [e for e in events if e[0].startswith("ack")]
+    assert acks == [(kind, b) for b in batches for kind in ("ack sent", "ack confirmed")]
+    assert events[-1] == ("ack confirmed", batches[-1])
+    assert int((await rows(conn, "SELECT count(*) FROM ledgerflow_messages"))[0][0]) == 7
+
+
+async def test_the_next_batch_commits_while_rabbitmq_confirms_the_previous_ack(
+    seeded: Any,
+) -> None:
+    writer = await writer_for(seeded)
+    write, second_committed = writer.write, asyncio.Event()
+
+    async def recorded_write(batch: list[Delivery]) -> BatchResult:
+        result = await write(batch)
+        if batch[0].tag == 4:
+            second_committed.set()
+        return result
+
+    async def ack(tag: int, _batch_id: int) -> None:
+        if tag == 3:  # a serial consumer would wait here forever
+            async with asyncio.timeout(5):
+                await second_committed.wait()
+
+    writer.write = recorded_write  # type: ignore[method-assign]
+    consumer = BatchingConsumer(writer, ack=ack, batch_size=3, max_wait=0.05)
+    for tag in range(1, 7):
+        consumer.deliver(delivery(b'{"id": 1, "value": 1}', tag))
+    consumer.finish()
+    await consumer.run()
+    assert second_committed.is_set()
 
 
 async def test_batching_consumer_does_not_ack_a_failed_batch(seeded: Any) -> None:
