@@ -106,8 +106,7 @@ def test_what_it_does_not_fully_recognise_is_left_to_pika() -> None:
         "another consumer": frames(b"x", persistent, consumer_tag="other"),
         "another channel": frames(b"x", persistent, channel=2),
         "several body frames": frames(b"x" * 10, persistent, body_frames=3),
-        "an empty body (no body frame)": frames(b"", persistent)
-        + pika.frame.Heartbeat().marshal(),
+        "an empty body (no body frame)": frames(b"", persistent) + pika.frame.Heartbeat().marshal(),
         "not a delivery": pika.frame.Method(CHANNEL, pika.spec.Basic.QosOk()).marshal() * 3,
         "a heartbeat": pika.frame.Heartbeat().marshal() * 3,
     }
