@@ -52,6 +52,7 @@ class BatchingConsumer:
 
     def deliver(self, delivery: Delivery) -> None:
         """Take one delivery from the broker (called on the event loop, never blocks)."""
+        self._writer.prepare(delivery)
         self._pending.append(delivery)
         self._nonempty.set()
         if len(self._pending) >= self._batch_size:

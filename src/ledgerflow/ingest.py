@@ -38,6 +38,9 @@ class Delivery:
     # turned into JSON only for the rare message that is rejected.
     properties: Any = field(default_factory=dict)
     trace: Any = None  # the message's span context when tracing is on
+    # Filled on arrival by BatchWriter.prepare, while the previous batch is in PostgreSQL.
+    digest: bytes | None = None
+    parsed: Transaction | Rejection | None = None
 
 
 @dataclass(frozen=True)
@@ -130,17 +133,32 @@ class BatchWriter:
         await self._conn.commit()
         return bool(row and row[0])
 
+    def prepare(self, delivery: Delivery) -> None:
+        """Hash and parse a delivery as it arrives: work taken off the batch's commit path.
+
+        The event loop does it while it waits for PostgreSQL to commit the batch before,
+        so the two overlap; ``write`` does it itself for deliveries not prepared.
+        """
+        delivery.digest = hashlib.sha256(delivery.body).digest()
+        delivery.parsed = parse_transaction(delivery.body, self._max_body_bytes)
+
+    def _prepared(self, delivery: Delivery) -> tuple[bytes, Transaction | Rejection]:
+        if delivery.digest is None or delivery.parsed is None:
+            self.prepare(delivery)
+        assert delivery.digest is not None and delivery.parsed is not None
+        return delivery.digest, delivery.parsed
+
     async def write(self, deliveries: list[Delivery]) -> BatchResult:
         """Commit the batch; raise LeadershipLost (nothing written) if the term is over.
 
         The statements go out in pipeline mode: the transaction costs three round trips
         to PostgreSQL (four when messages carry ids), whatever the batch size.
         """
-        hashes = [hashlib.sha256(d.body).digest() for d in deliveries]
+        prepared = [self._prepared(d) for d in deliveries]
+        hashes = [digest for digest, _ in prepared]
         skip, next_expected = self._match_redeliveries(deliveries, hashes)
         outcomes: list[Transaction | Rejection | None] = [
-            None if skip[i] else parse_transaction(d.body, self._max_body_bytes)
-            for i, d in enumerate(deliveries)
+            None if skip[i] else parsed for i, (_, parsed) in enumerate(prepared)
         ]
         async with self._conn.pipeline(), self._conn.transaction():
             locked = await self._conn.execute(query("lock_term"))
