@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
 import sys
@@ -84,6 +85,8 @@ def worker(ctx: click.Context) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         if early_stop.is_set():
+            return
+        if not await _until_database_answers(settings.database_url, stop):
             return
         await _require_migrated(settings.database_url)
         log.info("worker.starting", instance=settings.instance, queue=settings.queue)
@@ -315,6 +318,33 @@ def _prepare(settings: Settings) -> None:
             await database.migrate(conn)
 
     asyncio.run(apply())
+
+
+STARTUP_WAIT = 60.0  # seconds a starting worker waits for a restarting PostgreSQL
+
+
+async def _until_database_answers(url: str, stop: asyncio.Event) -> bool:
+    """Wait while PostgreSQL restarts (up to STARTUP_WAIT); False if stopped meanwhile.
+
+    A worker restarted by its supervisor in the middle of a database restart waits for
+    it, as a running worker does; a configuration mistake still fails at once.
+    """
+    deadline = asyncio.get_running_loop().time() + STARTUP_WAIT
+    while True:
+        try:
+            conn = await database.connect(url, connect_timeout=5)
+        except DatabaseError as exc:
+            if not database.restarting(exc) or asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("worker.waiting_for_database", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1):
+                    await stop.wait()
+            if stop.is_set():
+                return False
+        else:
+            await conn.close()
+            return True
 
 
 async def _require_migrated(url: str) -> None:

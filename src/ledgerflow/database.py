@@ -21,6 +21,25 @@ class DatabaseError(Exception):
     """PostgreSQL is unreachable or refused an operation ledgerflow needs."""
 
 
+# What a server that is restarting answers (or its port, while nothing listens yet).
+_RESTARTING = (
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "Connection refused",
+)
+
+
+def restarting(error: BaseException) -> bool:
+    """Whether a connection failure looks like a server restart (worth waiting for), not
+    a mistake in the configuration (a wrong password, database or host name)."""
+    cause = error.__cause__ if isinstance(error, DatabaseError) else error
+    return isinstance(cause, psycopg.OperationalError) and any(
+        sign in str(cause) for sign in _RESTARTING
+    )
+
+
 async def connect(
     url: str, *, autocommit: bool = False, connect_timeout: int = 10, **kwargs: Any
 ) -> psycopg.AsyncConnection[Any]:

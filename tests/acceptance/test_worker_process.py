@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import redis
 
+from ..conftest import free_port
 from .conftest import Process, eventually, query, run_ledgerflow
 
 
@@ -140,3 +141,26 @@ def test_an_unmigrated_database_is_refused_with_the_fix(
     result = run_ledgerflow(["worker"], make_env(empty_db_url), timeout=30)
     assert result.returncode != 0
     assert "ledgerflow migrate" in result.stderr
+
+
+def test_a_worker_started_while_postgresql_restarts_waits_for_it(
+    make_env: Callable[..., dict[str, str]], spawn: Callable[..., Process]
+) -> None:
+    # Nothing listens on the port yet, as during a restart: the worker waits (and still
+    # stops cleanly) instead of exiting.
+    url = f"postgresql://ledgerflow@127.0.0.1:{free_port()}/ledgerflow"
+    worker = spawn(["worker"], make_env(url))
+    eventually(lambda: "worker.waiting_for_database" in worker.output(), 20, "it to wait")
+    assert worker.popen.poll() is None
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(10) == 0
+
+
+def test_a_database_that_refuses_the_worker_stops_it_at_once(
+    db_url: str, make_env: Callable[..., dict[str, str]]
+) -> None:
+    wrong = db_url.rsplit("/", 1)[0] + "/no_such_database_here"
+    result = run_ledgerflow(["worker"], make_env(wrong), timeout=30)
+    assert result.returncode == 1
+    assert "no_such_database_here" in result.stderr
+    assert "waiting_for_database" not in result.stdout + result.stderr
