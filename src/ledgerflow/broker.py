@@ -117,6 +117,7 @@ class QueueConsumer:
         self._connection.channel(on_open_callback=lambda ch: self._resolve(channel_opened, ch))
         self._channel = await channel_opened
         self._channel.add_on_close_callback(lambda _ch, reason: self._fail_all(reason))
+        self._channel.add_on_cancel_callback(self._cancelled_by_broker)
         await self._call(self._channel.queue_declare, queue=self._queue, durable=True)
         if self._ledger:
             await self._call(
@@ -192,6 +193,13 @@ class QueueConsumer:
             pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
         )
         await self._call(channel.tx_commit)
+
+    def _cancelled_by_broker(self, _frame: Any) -> None:
+        # RabbitMQ ends a consumption itself when its queue is deleted, or on failover.
+        self._consumer_tag = None
+        if self._connection is not None:
+            self._connection.stop_direct_delivery()
+        self._fail_all(f"RabbitMQ cancelled the consumer of {self._queue} (queue deleted?)")
 
     def _open_channel(self) -> pika.channel.Channel:
         if self._channel is None or not self._channel.is_open:

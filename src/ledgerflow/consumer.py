@@ -83,8 +83,13 @@ class BatchingConsumer:
                     return
                 await self._collect_and_commit()
         finally:
-            if self._acking is not None and not self._acking.done():
-                self._acking.cancel()  # cancelled from outside: the leader is stepping down
+            acking, self._acking = self._acking, None
+            if acking is not None:
+                if acking.done():
+                    if not acking.cancelled() and acking.exception() is not None:
+                        log.warning("ingest.ack_failed", error=str(acking.exception()))
+                else:
+                    acking.cancel()  # the batch's messages come back, recognised
 
     async def _collect_and_commit(self) -> None:
         if not self._full.is_set():

@@ -7,7 +7,8 @@ the message (docs/design.md has the profile). ``DirectDeliveryConnection`` recog
 complete deliveries for a registered consumer in the bytes pika has buffered and hands
 them over in one step; every other frame, and any delivery it does not fully recognise
 (split across reads, several body frames, an unknown consumer), goes through pika
-unchanged. The two paths give equal results (tests/unit/test_frames.py holds them to it).
+unchanged. Both paths read the same deliveries (tests/unit/test_frames.py holds them to
+it); those read directly share one arrival time per socket read.
 """
 
 from __future__ import annotations
@@ -80,7 +81,13 @@ def read_delivery(
         return None
     kind, on_channel, size = _FRAME_HEADER.unpack_from(buffer, header)
     header_end = header + 7 + size
-    if kind != 2 or on_channel != channel or header_end >= end or buffer[header_end] != _FRAME_END:
+    if (
+        kind != 2
+        or on_channel != channel
+        or size < _CONTENT_HEADER.size
+        or header_end >= end
+        or buffer[header_end] != _FRAME_END
+    ):
         return None
     class_id, _, body_size, property_flags = _CONTENT_HEADER.unpack_from(buffer, header + 7)
     if class_id != 60 or body_size == 0:

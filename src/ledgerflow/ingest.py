@@ -139,8 +139,12 @@ class BatchWriter:
         The event loop does it while it waits for PostgreSQL to commit the batch before,
         so the two overlap; ``write`` does it itself for deliveries not prepared.
         """
-        delivery.digest = hashlib.sha256(delivery.body).digest()
-        delivery.parsed = parse_transaction(delivery.body, self._max_body_bytes)
+        try:
+            parsed = parse_transaction(delivery.body, self._max_body_bytes)
+        except Exception:  # a parser bug: ``write`` meets it again and fails the batch
+            log.exception("ingest.prepare_failed", tag=delivery.tag)
+            return
+        delivery.digest, delivery.parsed = hashlib.sha256(delivery.body).digest(), parsed
 
     def _prepared(self, delivery: Delivery) -> tuple[bytes, Transaction | Rejection]:
         if delivery.digest is None or delivery.parsed is None:

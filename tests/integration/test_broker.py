@@ -146,3 +146,22 @@ async def test_deliveries_pika_assembles_and_direct_ones_arrive_in_order(
     await consumer.ack(received[-1].tag, batch_id=1)
     await consumer.close()
     assert queue_depth(amqp_url, queue) == 0
+
+
+async def test_a_consumer_the_broker_cancels_is_reported_and_stops_cleanly(
+    amqp_url: str, queue: str, publish: Callable[..., None]
+) -> None:
+    publish(b'{"id": 1, "value": 1}')
+    received: list[Delivery] = []
+    consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=received.append)
+    await consumer.start()
+    await eventually(lambda: len(received) == 1)
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    connection.channel().queue_delete(queue)  # RabbitMQ cancels our consumption
+    connection.close()
+    with pytest.raises(BrokerError, match="cancelled the consumer"):
+        async with asyncio.timeout(10):
+            await consumer.closed()
+    async with asyncio.timeout(5):  # nothing left to cancel: no wait for an answer
+        await consumer.stop_consuming()
+    await consumer.close()

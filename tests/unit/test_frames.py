@@ -3,6 +3,7 @@ and None (pika takes over) for anything it does not fully recognise."""
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import pika.frame
@@ -13,6 +14,9 @@ from hypothesis import strategies as st
 from ledgerflow.frames import read_delivery
 
 CHANNEL, TAG = 1, "ctag1.abc"
+ONE_METHOD_FRAME = len(
+    pika.frame.Method(CHANNEL, pika.spec.Basic.Deliver(TAG, 7, False, "", "q")).marshal()
+)
 
 
 def frames(
@@ -109,6 +113,10 @@ def test_what_it_does_not_fully_recognise_is_left_to_pika() -> None:
         "an empty body (no body frame)": frames(b"", persistent) + pika.frame.Heartbeat().marshal(),
         "not a delivery": pika.frame.Method(CHANNEL, pika.spec.Basic.QosOk()).marshal() * 3,
         "a heartbeat": pika.frame.Heartbeat().marshal() * 3,
+        "a content header too short": frames(b"x", persistent)[:ONE_METHOD_FRAME]
+        + struct.pack(">BHL", 2, CHANNEL, 4)
+        + b"\x00\x3c\x00\x00\xce"
+        + pika.frame.Body(CHANNEL, b"x").marshal(),
     }
     for name, data in others.items():
         assert read_delivery(data, 0, CHANNEL, TAG.encode()) is None, name
