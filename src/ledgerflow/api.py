@@ -126,19 +126,20 @@ def create_app(settings: Settings) -> Any:
         on_size=metrics.cache_size.set,
     )
 
-    async def compute(lanes: Lanes) -> list[dict[str, Any]]:
-        async with pool.connection() as conn:
-            return await lane_rates(conn, lanes)
+    async def compute(lanes: Lanes, conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+        return await lane_rates(conn, lanes)
 
-    cached = persistent_lru_cache(cache, key=Lanes.cache_key, tags=Lanes.tags)(compute)
+    cached = persistent_lru_cache(  # keyed by the lanes alone: the connection is the request's
+        cache, key=lambda lanes, _conn: lanes.cache_key(), tags=lambda lanes, _conn: lanes.tags()
+    )(compute)
     answer_for = cached if settings.rates_cache_size else compute
 
     async def rates(request: Request) -> Response:
         try:
             asked = parse_rates_query(request.query_params, settings.rates_max_days)
-            async with pool.connection() as conn:
+            async with pool.connection() as conn:  # one connection for the whole request
                 lanes = await lanes_for(conn, asked)
-            answer = await answer_for(lanes)
+                answer = await answer_for(lanes, conn)
         except BadRequest as exc:
             return JSONResponse({"error": str(exc), "parameter": exc.parameter}, 400)
         except (psycopg.OperationalError, PoolTimeout) as exc:
