@@ -147,9 +147,9 @@ class BatchWriter:
         delivery.digest, delivery.parsed = hashlib.sha256(delivery.body).digest(), parsed
 
     def _prepared(self, delivery: Delivery) -> tuple[bytes, Transaction | Rejection]:
-        if delivery.digest is None or delivery.parsed is None:
-            self.prepare(delivery)
-        assert delivery.digest is not None and delivery.parsed is not None
+        if delivery.digest is None or delivery.parsed is None:  # raises what prepare logged
+            parsed = parse_transaction(delivery.body, self._max_body_bytes)
+            return hashlib.sha256(delivery.body).digest(), parsed
         return delivery.digest, delivery.parsed
 
     async def write(self, deliveries: list[Delivery]) -> BatchResult:
