@@ -199,7 +199,7 @@ class QueueConsumer:
         self._consumer_tag = None
         if self._connection is not None:
             self._connection.stop_direct_delivery()
-        self._fail_all(f"RabbitMQ cancelled the consumer of {self._queue} (queue deleted?)")
+        self._fail_all(f"cancelled the consumer of {self._queue} (was the queue deleted?)")
 
     def _open_channel(self) -> pika.channel.Channel:
         if self._channel is None or not self._channel.is_open:
