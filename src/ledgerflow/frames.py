@@ -47,6 +47,23 @@ class RawDelivery:
     end: int  # the offset just past its last frame
 
 
+def _payload(buffer: bytes, start: int, kind: int, channel: int) -> tuple[int, int] | None:
+    """Where the payload of the frame at ``start`` begins and ends, if that frame is whole
+    and of ``kind`` on ``channel``."""
+    if start + 7 > len(buffer):
+        return None
+    found, on_channel, size = _FRAME_HEADER.unpack_from(buffer, start)
+    payload_end = start + 7 + size
+    if (
+        found != kind
+        or on_channel != channel
+        or payload_end >= len(buffer)
+        or buffer[payload_end] != _FRAME_END
+    ):
+        return None
+    return start + 7, payload_end
+
+
 def read_delivery(
     buffer: bytes, start: int, channel: int, consumer_tag: bytes
 ) -> RawDelivery | None:
@@ -55,20 +72,10 @@ def read_delivery(
     None unless the three frames are all there and exactly as expected; pika then takes
     over from ``start``.
     """
-    end = len(buffer)
-    if start + 7 > end:
+    method = _payload(buffer, start, 1, channel)
+    if method is None or buffer[method[0] : method[0] + 4] != _DELIVER_PREFIX:
         return None
-    kind, on_channel, size = _FRAME_HEADER.unpack_from(buffer, start)
-    method_end = start + 7 + size
-    if (
-        kind != 1
-        or on_channel != channel
-        or method_end >= end
-        or buffer[method_end] != _FRAME_END
-        or buffer[start + 7 : start + 11] != _DELIVER_PREFIX
-    ):
-        return None
-    at = start + 11
+    at, method_end = method[0] + 4, method[1]
     length = buffer[at]
     if buffer[at + 1 : at + 1 + length] != consumer_tag:
         return None
@@ -76,46 +83,26 @@ def read_delivery(
         return None
     tag, flags = _TAG_AND_FLAG.unpack_from(buffer, at + 1 + length)
 
-    header = method_end + 1
-    if header + 7 > end:
+    header = _payload(buffer, method_end + 1, 2, channel)
+    if header is None or header[1] - header[0] < _CONTENT_HEADER.size:
         return None
-    kind, on_channel, size = _FRAME_HEADER.unpack_from(buffer, header)
-    header_end = header + 7 + size
-    if (
-        kind != 2
-        or on_channel != channel
-        or size < _CONTENT_HEADER.size
-        or header_end >= end
-        or buffer[header_end] != _FRAME_END
-    ):
-        return None
-    class_id, _, body_size, property_flags = _CONTENT_HEADER.unpack_from(buffer, header + 7)
+    at, header_end = header
+    class_id, _, body_size, property_flags = _CONTENT_HEADER.unpack_from(buffer, at)
     if class_id != 60 or body_size == 0:
         return None
     properties = (
-        _COMMON_PROPERTIES.get(buffer[header + 21 : header_end])
+        _COMMON_PROPERTIES.get(buffer[at + _CONTENT_HEADER.size : header_end])
         if property_flags == _DELIVERY_MODE_ONLY
         else None
     )
     if properties is None:  # from the property flags on, as pika decodes them
         properties = pika.spec.BasicProperties()
-        properties.decode(buffer[header + 19 : header_end])
+        properties.decode(buffer[at + _CONTENT_HEADER.size - 2 : header_end])
 
-    body_frame = header_end + 1
-    if body_frame + 7 > end:
+    body = _payload(buffer, header_end + 1, 3, channel)
+    if body is None or body[1] - body[0] != body_size:
         return None
-    kind, on_channel, size = _FRAME_HEADER.unpack_from(buffer, body_frame)
-    body_end = body_frame + 7 + size
-    if (
-        kind != 3
-        or on_channel != channel
-        or size != body_size
-        or body_end >= end
-        or buffer[body_end] != _FRAME_END
-    ):
-        return None
-    body = buffer[body_frame + 7 : body_end]
-    return RawDelivery(tag, bool(flags & 1), body, properties, body_end + 1)
+    return RawDelivery(tag, bool(flags & 1), buffer[body[0] : body[1]], properties, body[1] + 1)
 
 
 DirectHandler = Callable[[RawDelivery, datetime], None]
