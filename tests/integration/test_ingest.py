@@ -1,5 +1,6 @@
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -127,16 +128,34 @@ async def test_a_deposed_leader_writes_nothing(seeded: Any) -> None:
     assert await rows(conn, "SELECT count(*) FROM ledgerflow_messages") == [(0,)]
 
 
+def after_each_commit(
+    writer: BatchWriter, observe: Callable[[list[Delivery], BatchResult], None]
+) -> None:
+    """Call ``observe`` with each batch and its result once the writer committed it."""
+    write = writer.write
+
+    async def observed(batch: list[Delivery]) -> BatchResult:
+        result = await write(batch)
+        observe(batch, result)
+        return result
+
+    writer.write = observed  # type: ignore[method-assign]
+
+
+async def consume(consumer: BatchingConsumer, count: int) -> None:
+    """Hand ``count`` deliveries (tags 1..count) to ``consumer`` and let it commit them."""
+    for tag in range(1, count + 1):
+        consumer.deliver(delivery(b'{"id": 1, "value": 1}', tag))
+    consumer.finish()
+    await consumer.run()
+
+
 async def test_batching_consumer_acks_each_batch_after_its_commit(seeded: Any) -> None:
     conn = seeded
     writer = await writer_for(conn)
     events: list[tuple[str, int]] = []
-    write = writer.write
-
-    async def recorded_write(batch: list[Delivery]) -> BatchResult:
-        result = await write(batch)
-        events.append(("committed", result.batch_id))
-        return result
+    acked: list[int] = []
+    after_each_commit(writer, lambda _batch, result: events.append(("committed", result.batch_id)))
 
     async def ack(tag: int, batch_id: int) -> None:
         events.append(("ack sent", batch_id))
@@ -144,13 +163,7 @@ async def test_batching_consumer_acks_each_batch_after_its_commit(seeded: Any) -
         events.append(("ack confirmed", batch_id))
         acked.append(tag)
 
-    acked: list[int] = []
-    writer.write = recorded_write  # type: ignore[method-assign]
-    consumer = BatchingConsumer(writer, ack=ack, batch_size=3, max_wait=0.05)
-    for tag in range(1, 8):
-        consumer.deliver(delivery(b'{"id": 1, "value": 1}', tag))
-    consumer.finish()
-    await consumer.run()
+    await consume(BatchingConsumer(writer, ack=ack, batch_size=3, max_wait=0.05), 7)
     # Batches of 3, 3 and 1; each ack names the batch's last tag.
     assert acked == [3, 6, 7]
     batches = [b for kind, b in events if kind == "committed"]
@@ -169,25 +182,20 @@ async def test_the_next_batch_commits_while_rabbitmq_confirms_the_previous_ack(
     seeded: Any,
 ) -> None:
     writer = await writer_for(seeded)
-    write, second_committed = writer.write, asyncio.Event()
+    second_committed = asyncio.Event()
 
-    async def recorded_write(batch: list[Delivery]) -> BatchResult:
-        result = await write(batch)
+    def note_commit(batch: list[Delivery], _result: BatchResult) -> None:
         if batch[0].tag == 4:
             second_committed.set()
-        return result
+
+    after_each_commit(writer, note_commit)
 
     async def ack(tag: int, _batch_id: int) -> None:
         if tag == 3:  # a serial consumer would wait here forever
             async with asyncio.timeout(5):
                 await second_committed.wait()
 
-    writer.write = recorded_write  # type: ignore[method-assign]
-    consumer = BatchingConsumer(writer, ack=ack, batch_size=3, max_wait=0.05)
-    for tag in range(1, 7):
-        consumer.deliver(delivery(b'{"id": 1, "value": 1}', tag))
-    consumer.finish()
-    await consumer.run()
+    await consume(BatchingConsumer(writer, ack=ack, batch_size=3, max_wait=0.05), 6)
     assert second_committed.is_set()
 
 
