@@ -6,8 +6,10 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import pika.exceptions
 import pika.frame
 import pika.spec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -126,3 +128,5 @@ def test_a_broken_frame_end_is_left_to_pika_which_raises() -> None:
     data = bytearray(frames(b"x", pika.spec.BasicProperties(delivery_mode=2)))
     data[-1] = 0
     assert read_delivery(bytes(data), 0, CHANNEL, TAG.encode()) is None
+    with pytest.raises(pika.exceptions.InvalidFrameError):
+        pika_decoded(bytes(data))
