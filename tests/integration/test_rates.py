@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from ledgerflow import dumps
+from ledgerflow.queries import query
 from ledgerflow.rates import BadRequest, RatesQuery, daily_rates, parse_rates_query
 
 pytestmark = pytest.mark.integration
@@ -87,6 +88,24 @@ async def test_the_day_series_does_not_depend_on_the_time_zone(lanes: Any) -> No
         for r in await daily_rates(lanes, ask("CNSHA", "NOOSL", "2018-11-01", "2018-11-06"))
     ]
     assert days == [f"2018-11-0{d}" for d in range(6, 0, -1)]
+
+
+async def test_the_rates_query_finds_the_lane_in_its_index(lanes: Any) -> None:
+    """The codes compare in the index's collation, or the index cannot look them up."""
+    await lanes.execute("SET enable_seqscan = off")  # a tiny table would be scanned anyway
+    cursor = await lanes.execute(
+        "EXPLAIN (COSTS OFF) " + query("daily_rates"),
+        {
+            "date_from": date(2021, 1, 1),
+            "date_to": date(2021, 1, 3),
+            "orig": ["CNSHA"],
+            "dest": ["NOOSL"],
+        },
+    )
+    plan = [row[0].strip() for row in await cursor.fetchall()]
+    lookups = [line for line in plan if line.startswith("Index Cond:")]
+    assert any("prices_lane_day_idx" in line for line in plan), plan
+    assert any("orig_code = ANY" in c and "dest_code = ANY" in c for c in lookups), plan
 
 
 def test_parameters_are_strict_and_errors_name_them() -> None:

@@ -132,13 +132,14 @@ SELECT p.code FROM ports AS p JOIN tree AS t ON p.parent_slug = t.slug;
 -- name: daily_rates
 -- One row per day from date_to down to date_from (dates, not timestamps, so the series
 -- does not depend on the session's time zone): the count and average of the lane's prices.
+-- The codes compare with collation "C", as prices_lane_day_idx holds them (migration 009).
 SELECT d.day::date, count(p.price), avg(p.price)
 FROM generate_series(%(date_to)s::date, %(date_from)s::date, interval '-1 day') AS d(day)
 LEFT JOIN prices AS p
     ON p.day = d.day::date
    AND p.day BETWEEN %(date_from)s::date AND %(date_to)s::date
-   AND p.orig_code = ANY(%(orig)s::text[])
-   AND p.dest_code = ANY(%(dest)s::text[])
+   AND p.orig_code COLLATE "C" = ANY(%(orig)s::text[])
+   AND p.dest_code COLLATE "C" = ANY(%(dest)s::text[])
 GROUP BY d.day
 ORDER BY d.day DESC;
 
