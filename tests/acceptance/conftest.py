@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,4 +120,48 @@ def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.05)
 
 
-__all__ = ["Process", "eventually", "query", "run_ledgerflow", "signal"]
+# Restarts of this machine's services, for the tests that need one; they skip where
+# can_restart gives a reason.
+
+
+def restart_rabbitmq() -> None:
+    subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
+    subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
+
+
+def restart_postgresql() -> None:
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    command = [
+        "pg_ctlcluster",
+        "--skip-systemctl-redirect",
+        version,
+        "main",
+        "restart",
+        "-m",
+        "immediate",
+    ]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+
+def can_restart(service: str) -> str | None:
+    if os.geteuid() != 0:
+        return "restarting services needs root"
+    if service == "rabbitmq" and not shutil.which("rabbitmqctl"):
+        return "no rabbitmqctl here"
+    if service == "postgresql" and not (
+        shutil.which("pg_ctlcluster") and os.path.isdir("/etc/postgresql")
+    ):
+        return "no local PostgreSQL cluster here"
+    return None
+
+
+__all__ = [
+    "Process",
+    "can_restart",
+    "eventually",
+    "query",
+    "restart_postgresql",
+    "restart_rabbitmq",
+    "run_ledgerflow",
+    "signal",
+]

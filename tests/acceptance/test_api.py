@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ..conftest import free_port
-from .conftest import Process, eventually, query
+from .conftest import Process, can_restart, eventually, query, restart_postgresql
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -105,6 +105,30 @@ def test_rates_over_http_with_json_errors_and_a_database_that_drops_its_sessions
     )
     answers = [get(url)[0] for _ in range(5)]
     assert answers[-1] == 200 and set(answers) <= {200, 503}, answers
+    process.signal(signal.SIGTERM)
+    assert process.wait(25) == 0
+
+
+def test_rates_are_answered_again_once_postgresql_has_restarted(db_url: str, api: Api) -> None:
+    if reason := can_restart("postgresql"):
+        pytest.skip(reason)
+    seed_one_lane(db_url)
+    api.env["LEDGERFLOW_RATES_CACHE_SIZE"] = "0"  # every answer from PostgreSQL
+    process = api.start()
+    url = (
+        f"{api.base}/rates?date_from=2021-01-01&date_to=2021-01-02&orig_code=CNSHA&dest_code=NOOSL"
+    )
+    assert get(url)[0] == 200
+    restart_postgresql()
+    answers: list[tuple[int, bytes]] = []
+
+    def answered() -> bool:
+        answers.append(get(url))
+        return answers[-1][0] == 200
+
+    eventually(answered, 60, "the API to answer again")
+    for status, body in answers[:-1]:  # while its pooled connections were dead
+        assert status == 503 and "error" in json.loads(body), (status, body)
     process.signal(signal.SIGTERM)
     assert process.wait(25) == 0
 

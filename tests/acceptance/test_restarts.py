@@ -4,51 +4,17 @@ These restart the services of this machine, so they run only where that is possi
 (root, the services' own control commands) and skip elsewhere, saying why.
 """
 
-import os
-import shutil
 import signal
-import subprocess
 from collections.abc import Callable
 
 import pytest
 
 from ..conftest import publish_bodies
-from .conftest import Process, eventually, query
+from .conftest import Process, can_restart, eventually, query, restart_postgresql, restart_rabbitmq
 
 
 def publish_many(amqp_url: str, queue: str, values: range) -> None:
     publish_bodies(amqp_url, queue, (f'{{"id": 1, "value": {v}}}'.encode() for v in values))
-
-
-def restart_rabbitmq() -> None:
-    subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
-    subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
-
-
-def restart_postgresql() -> None:
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    command = [
-        "pg_ctlcluster",
-        "--skip-systemctl-redirect",
-        version,
-        "main",
-        "restart",
-        "-m",
-        "immediate",
-    ]
-    subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-
-def can_restart(service: str) -> str | None:
-    if os.geteuid() != 0:
-        return "restarting services needs root"
-    if service == "rabbitmq" and not shutil.which("rabbitmqctl"):
-        return "no rabbitmqctl here"
-    if service == "postgresql" and not (
-        shutil.which("pg_ctlcluster") and os.path.isdir("/etc/postgresql")
-    ):
-        return "no local PostgreSQL cluster here"
-    return None
 
 
 @pytest.mark.parametrize("service", ["rabbitmq", "postgresql"])
