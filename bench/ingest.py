@@ -15,6 +15,9 @@ the benchmark's own databases gives each row's commit time. Peak RSS is sampled 
 /proc. The slow solutions drain a smaller backlog (``--slow-count``); rates are per second.
 
     python -m bench.ingest [--count 200000] [--slow-count 20000] [--only NAME ...]
+
+The benchmarked worker runs with ledgerflow's defaults; ``BENCH_LEDGERFLOW_<NAME>=value``
+sets its ``LEDGERFLOW_<NAME>`` (for example ``BENCH_LEDGERFLOW_BATCH_SIZE=1000``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pika
@@ -63,6 +67,9 @@ class Result:
     latency_p99_ms: float | None
     peak_rss_mb: float
     correct: bool
+    # CPU time per message while the backlog drained, in µs, of RabbitMQ, PostgreSQL and
+    # the consumer: where a machine's cores go, and so what rate they can sustain.
+    cpu_us_per_message: dict[str, float] | None = None
 
 
 def worker_env(url: str, queue: str, interval: int = 60) -> dict[str, str]:
@@ -78,6 +85,7 @@ def worker_env(url: str, queue: str, interval: int = 60) -> dict[str, str]:
         LEDGERFLOW_PRICE_BATCH_QUEUE="",
         LEDGERFLOW_LOG_LEVEL="warning",
     )
+    env.update({k[6:]: v for k, v in os.environ.items() if k.startswith("BENCH_LEDGERFLOW_")})
     return env
 
 
@@ -156,8 +164,79 @@ class PeakRss(threading.Thread):
         return round(self.peak_kb / 1024, 1)
 
 
-def committed(url: str, count: int, published: list[float]) -> tuple[float, list[float], bool]:
-    """Drain time, per-row latencies, and whether count and sum are exact."""
+class CpuUse(threading.Thread):
+    """CPU time of RabbitMQ, PostgreSQL and the consumer over time, sampled from /proc.
+
+    Processes are grouped by name (``beam*`` is the broker, ``postgres*`` the database,
+    backends included) and the consumer by its pid. A process that exits keeps the time
+    it had at its last sample.
+    """
+
+    INTERVAL = 0.1
+
+    def __init__(self, consumer_pid: int) -> None:
+        super().__init__(daemon=True)
+        self.consumer_pid, self.stopped = consumer_pid, threading.Event()
+        self.base: dict[int, int] = {}  # the ticks a process had when first seen
+        self.last: dict[int, tuple[str, int]] = {}
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self._sample(first=True)
+
+    def _group(self, pid: int, name: str) -> str | None:
+        if pid == self.consumer_pid:
+            return "consumer"
+        if name.startswith("beam"):
+            return "broker"
+        if name.startswith("postgres"):
+            return "database"
+        return None
+
+    def _sample(self, first: bool = False) -> None:
+        now = time.time()
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue
+            pid, name = int(entry.name), stat[stat.index("(") + 1 : stat.rindex(")")]
+            group = self._group(pid, name)
+            if group is None:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            ticks = int(fields[11]) + int(fields[12])  # utime + stime
+            self.base.setdefault(pid, ticks if first else 0)
+            self.last[pid] = (group, ticks)
+        totals = {"broker": 0.0, "database": 0.0, "consumer": 0.0}
+        for pid, (group, ticks) in self.last.items():
+            totals[group] += (ticks - self.base[pid]) / self.tick
+        self.samples.append((now, totals))
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.INTERVAL):
+            self._sample()
+
+    def per_message(self, first: float, last: float, messages: int) -> dict[str, float]:
+        """µs of CPU per message in each group between two wall-clock times."""
+
+        def at(when: float, group: str) -> float:
+            before = [(t, v[group]) for t, v in self.samples if t <= when] or [(0.0, 0.0)]
+            after = [(t, v[group]) for t, v in self.samples if t >= when] or before[-1:]
+            (t0, v0), (t1, v1) = before[-1], after[0]
+            return v0 if t1 == t0 else v0 + (v1 - v0) * (when - t0) / (t1 - t0)
+
+        return {
+            group: round((at(last, group) - at(first, group)) * 1e6 / messages, 1)
+            for group in ("broker", "database", "consumer")
+        }
+
+
+def committed(
+    url: str, count: int, published: list[float]
+) -> tuple[float, float, list[float], bool]:
+    """First and last commit, per-row latencies, and whether count and sum are exact."""
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT transaction_value::bigint, extract(epoch FROM committed_at)::float8"
@@ -167,7 +246,7 @@ def committed(url: str, count: int, published: list[float]) -> tuple[float, list
     correct = len(values) == count and sum(values) == count * (count - 1) // 2
     commits = [t for _, t in rows]
     latencies = sorted((t - published[v]) * 1000 for v, t in rows if 0 <= v < count)
-    return max(commits) - min(commits), latencies, correct
+    return min(commits), max(commits), latencies, correct
 
 
 def run_solution(name: str, count: int) -> Result:
@@ -194,45 +273,49 @@ def run_solution(name: str, count: int) -> Result:
                 stdout=subprocess.PIPE,
                 text=True,
             )
-        rss = PeakRss(process.pid)
+        rss, cpu = PeakRss(process.pid), CpuUse(process.pid)
         rss.start()
+        cpu.start()
         if name == "ledgerflow":
             while True:
                 with psycopg.connect(url) as conn:
                     row = conn.execute("SELECT count(*) FROM historical_transactions").fetchone()
                 if row and row[0] >= count:
                     break
-                time.sleep(0.2)
+                time.sleep(0.5)
             process.send_signal(signal.SIGTERM)
             process.wait(30)
             own: dict[str, float] = {}
         else:
             output, _ = process.communicate(timeout=3600)
             own = json.loads(output.strip().splitlines()[-1])
-        rss.stopped.set()
-        rss.join()
+        for sampler in (rss, cpu):
+            sampler.stopped.set()
+            sampler.join()
         if name.startswith("ceiling"):
-            seconds = own["last"] - own["first"]
+            first, last = own["first"], own["last"]
             return Result(
                 name,
                 count,
-                round(seconds, 3),
-                round(count / seconds),
+                round(last - first, 3),
+                round(count / (last - first)),
                 None,
                 None,
                 rss.peak_mb,
                 own["messages"] == count,
+                cpu.per_message(first, last, count),
             )
-        seconds, latencies, correct = committed(url, count, published)
+        first, last, latencies, correct = committed(url, count, published)
         return Result(
             name,
             count,
-            round(seconds, 3),
-            round(count / seconds),
+            round(last - first, 3),
+            round(count / (last - first)),
             round(statistics.median(latencies), 1),
             round(latencies[int(len(latencies) * 0.99) - 1], 1),
             rss.peak_mb,
             correct,
+            cpu.per_message(first, last, count),
         )
     finally:
         cleanup(database, queue)
@@ -250,15 +333,32 @@ def cleanup(database: str, queue: str) -> None:
 
 def table(results: list[Result]) -> str:
     lines = [
-        "| solution | messages | msg/s | p50 latency ms | p99 latency ms | peak RSS MB | correct |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| solution | messages | msg/s | p50 latency ms | p99 latency ms | peak RSS MB | correct"
+        " | CPU µs/msg: broker, database, consumer |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
+        cpu = r.cpu_us_per_message or {}
         lines.append(
             f"| {r.solution} | {r.messages:,} | {r.rate:,} | {r.latency_p50_ms or '-'} |"
             f" {r.latency_p99_ms or '-'} | {r.peak_rss_mb} | {'yes' if r.correct else 'NO'} |"
+            f" {', '.join(str(v) for v in cpu.values())} |"
         )
     return "\n".join(lines)
+
+
+def cpu_budget(ours: Result, ceiling: Result, share: float = 0.8) -> str | None:
+    """How many CPUs ledgerflow's per-message costs need at ``share`` times the ceiling."""
+    if not ours.cpu_us_per_message:
+        return None
+    per_message = sum(ours.cpu_us_per_message.values())
+    rate = share * ceiling.rate
+    return (
+        f"cpu budget: ledgerflow used {per_message:.1f} µs of CPU per message (broker,"
+        f" database and worker together); at {share} x {ceiling.solution}"
+        f" ({rate:,.0f} msg/s) that is {per_message * rate / 1e6:.2f} CPUs,"
+        f" on a machine with {os.cpu_count()}"
+    )
 
 
 def main() -> int:
@@ -284,18 +384,24 @@ def main() -> int:
                 ratios[f"ledgerflow/{other}"] = round(
                     by_name["ledgerflow"].rate / by_name[other].rate, 2
                 )
-        ceilings = [r.rate for r in results if r.solution.startswith("ceiling")]
-        if ceilings:  # the target is set against the best no-op consumer measured
-            ratios["ledgerflow/best ceiling"] = round(by_name["ledgerflow"].rate / max(ceilings), 2)
+    ceilings = [r for r in results if r.solution.startswith("ceiling")]
+    best = max(ceilings, key=lambda r: r.rate) if ceilings else None
+    if "ledgerflow" in by_name and best is not None:
+        # the target is set against the best no-op consumer measured
+        ratios["ledgerflow/best ceiling"] = round(by_name["ledgerflow"].rate / best.rate, 2)
     print(table(results))
     print("ratios: " + ", ".join(f"{k} = {v}" for k, v in ratios.items()))
+    budget = cpu_budget(by_name["ledgerflow"], best) if "ledgerflow" in by_name and best else None
+    if budget:
+        print(budget)
     RESULTS.mkdir(exist_ok=True)
-    record = {
+    record: dict[str, Any] = {
         "kind": "ingest",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "results": [asdict(r) for r in results],
         "ratios": ratios,
+        "cpu_budget": budget,
     }
     path = RESULTS / f"ingest-{record['when'].replace(':', '')}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")

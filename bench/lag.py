@@ -2,7 +2,8 @@
 
 drain    a backlog of --backlog messages (default 1,000,000) drains through the real
          worker while it publishes every --interval seconds: publish lag (boundary to
-         EXEC acknowledged) at each boundary, ingest rate, and the worker's peak RSS
+         EXEC acknowledged) at each boundary between the first and the last batch, the
+         ingest rate over that span (as bench.ingest measures it), the worker's peak RSS
 history  the publish lag of an idle worker over --samples boundaries of 1 s, with
          10 thousand and with --history-rows (default 10 million) stored transactions
 
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
+from typing import Any
 
 import pika
 import psycopg
@@ -46,9 +48,14 @@ def fresh_database(rows: int = 0) -> tuple[str, str]:
     return name, url
 
 
-def lags(url: str) -> list[float]:
+def lags(url: str, during: tuple[Any, Any] | None = None) -> list[float]:
+    """Each publication's lag in ms; only the boundaries ``during`` a period when given."""
+    sql = "SELECT lag_seconds FROM ledgerflow_publishes"
     with psycopg.connect(url) as conn:
-        rows = conn.execute("SELECT lag_seconds FROM ledgerflow_publishes ORDER BY boundary")
+        if during is None:
+            rows = conn.execute(sql + " ORDER BY boundary")
+        else:
+            rows = conn.execute(sql + " WHERE boundary BETWEEN %s AND %s ORDER BY boundary", during)
         return [row[0] * 1000 for row in rows.fetchall()]
 
 
@@ -85,7 +92,6 @@ def drain(backlog: int, interval: int) -> dict[str, object]:
         )
         rss = PeakRss(process.pid)
         rss.start()
-        started = time.time()
         while True:
             time.sleep(0.5)
             with psycopg.connect(url) as conn:
@@ -94,17 +100,25 @@ def drain(backlog: int, interval: int) -> dict[str, object]:
                 ).fetchone()
             if row and row[0] >= backlog:
                 break
-        drained = time.time() - started
         process.send_signal(signal.SIGTERM)
         process.wait(30)
         rss.stopped.set()
+        # The drain is first batch to last, as in bench.ingest; only the boundaries that
+        # fell inside it count as publications under load.
+        with psycopg.connect(url) as conn:
+            span = conn.execute(
+                "SELECT min(committed_at), max(committed_at) FROM ledgerflow_batches"
+            ).fetchone()
+        assert span is not None
+        first, last = span
+        drained = (last - first).total_seconds()
         return {
             "backlog": backlog,
             "interval_s": interval,
             "drain_seconds": round(drained, 1),
             "rate": round(backlog / drained),
             "peak_rss_mb": rss.peak_mb,
-            "lag": summary(lags(url)),
+            "lag": summary(lags(url, (first, last))),
         }
     finally:
         cleanup(database, queue)

@@ -40,6 +40,11 @@ async def _one(
     """One request; its status, and whether the server keeps the connection open."""
     writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
     await writer.drain()
+    return await _response(reader)
+
+
+async def _response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Read one response; its status, and whether the server keeps the connection open."""
     status_line = await reader.readline()
     if not status_line:
         raise ConnectionError("the server closed the connection")
@@ -116,13 +121,8 @@ async def post_batches(
             + body
         )
         await writer.drain()
-        status_line = await reader.readline()
-        length = 0
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        await reader.readexactly(length)
-        assert status_line.split()[1] == b"201", status_line
+        status, _ = await _response(reader)
+        assert status == 201, status
         took.append(time.perf_counter() - started)
     writer.close()
     return {
