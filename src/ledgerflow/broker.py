@@ -56,6 +56,24 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+def _close_once_opened(connection: AsyncioConnection, opened: asyncio.Future[Any]) -> None:
+    """Close ``connection`` now if it is open, or as soon as it has finished opening.
+
+    pika cannot safely abandon a connection half-way through opening: closing it then may
+    leave its socket open. So a connection whose opener gave up is allowed to finish
+    opening, then closed; one that fails to open closes itself.
+    """
+
+    def close(_opened: object) -> None:
+        if connection.is_open:
+            connection.close()
+
+    if opened.done():
+        close(opened)
+    else:
+        opened.add_done_callback(close)
+
+
 def marker_queue(queue: str) -> str:
     """The queue holding the id of the last batch of ``queue`` RabbitMQ acknowledged."""
     return f"ledgerflow.acked.{queue}"
@@ -97,6 +115,7 @@ class QueueConsumer:
         self._consumer_tag: str | None = None
         self._waiting: set[asyncio.Future[Any]] = set()
         self._closed: asyncio.Future[None] | None = None
+        self._opened: asyncio.Future[Any] | None = None
         self._closing = False
 
     async def start(self) -> None:
@@ -104,7 +123,7 @@ class QueueConsumer:
         loop = asyncio.get_running_loop()
         self._closed = loop.create_future()
         self._closed.add_done_callback(_retrieve)
-        opened: asyncio.Future[Any] = self._future()
+        opened = self._opened = self._future()
         self._connection = DirectDeliveryConnection(
             self._params,
             on_open_callback=lambda conn: self._resolve(opened, conn),
@@ -112,7 +131,7 @@ class QueueConsumer:
             on_close_callback=lambda _conn, reason: self._fail_all(reason),
             custom_ioloop=loop,
         )
-        await opened
+        await asyncio.shield(opened)  # if start() is cancelled, close() waits for it
         channel_opened: asyncio.Future[Any] = self._future()
         self._connection.channel(on_open_callback=lambda ch: self._resolve(channel_opened, ch))
         self._channel = await channel_opened
@@ -226,8 +245,8 @@ class QueueConsumer:
         if connection is None or connection.is_closed:
             return
         done: asyncio.Future[Any] = self._future()
-        if not connection.is_closing:
-            connection.close()
+        if not connection.is_closing and self._opened is not None:
+            _close_once_opened(connection, self._opened)
         with contextlib.suppress(BrokerError, TimeoutError):
             async with asyncio.timeout(5):
                 await done
@@ -330,8 +349,9 @@ async def ping(url: str) -> None:
         custom_ioloop=loop,
     )
     try:
-        await opened
-    finally:
-        if connection.is_open:
-            connection.close()
-            await closed
+        await asyncio.shield(opened)
+    except asyncio.CancelledError:
+        _close_once_opened(connection, opened)  # in the background: the caller gave up
+        raise
+    connection.close()
+    await closed

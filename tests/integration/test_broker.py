@@ -1,10 +1,13 @@
 import asyncio
-from collections.abc import Callable
+import contextlib
+import os
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pika
 import pytest
 
-from ledgerflow.broker import BrokerError, QueueConsumer
+from ledgerflow.broker import BrokerError, QueueConsumer, ping
 from ledgerflow.ingest import Delivery, properties_json
 
 from .conftest import eventually
@@ -18,6 +21,25 @@ def queue_depth(amqp_url: str, queue: str) -> int:
         return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
     finally:
         connection.close()
+
+
+def open_sockets() -> int:
+    """How many sockets this process holds open."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return count
+
+
+async def cancel_after(steps: int, coroutine: Coroutine[Any, Any, Any]) -> None:
+    """Run ``coroutine`` for ``steps`` turns of the event loop, then cancel it."""
+    task = asyncio.create_task(coroutine)
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, BrokerError):
+        await task
 
 
 async def test_consumes_a_queue_the_original_producer_declared(
@@ -165,3 +187,24 @@ async def test_a_consumer_the_broker_cancels_is_reported_and_stops_cleanly(
     async with asyncio.timeout(5):  # nothing left to cancel: no wait for an answer
         await consumer.stop_consuming()
     await consumer.close()
+
+
+async def test_a_consumer_closed_while_it_connects_leaves_no_socket_open(
+    amqp_url: str, queue: str
+) -> None:
+    # start() cancelled at each point of the connection's opening in turn, as a worker
+    # stopping early cancels its price feed's.
+    before = open_sockets()
+    for steps in range(40):
+        consumer = QueueConsumer(amqp_url, queue, prefetch=1, on_delivery=lambda _d: None)
+        await cancel_after(steps, consumer.start())
+        await consumer.close()
+        assert open_sockets() == before, f"a socket left open: start() cancelled after {steps}"
+
+
+async def test_a_ping_given_up_half_way_closes_its_connection(amqp_url: str) -> None:
+    # A readiness check that times out cancels its ping wherever the ping is.
+    before = open_sockets()
+    for steps in range(40):
+        await cancel_after(steps, ping(amqp_url))
+    await eventually(lambda: open_sockets() == before)
