@@ -73,10 +73,31 @@ async def test_a_region_slug_means_every_port_below_it(lanes: Any) -> None:
     assert jan3["count"] == 5
 
 
-async def test_an_unknown_code_is_a_bad_request_naming_it(lanes: Any) -> None:
+@pytest.mark.parametrize(
+    ("orig", "dest", "named"),
+    [("CNSHA", "atlantis", "dest_code"), ("atlantis", "asia", "orig_code")],
+)
+async def test_an_unknown_code_is_a_bad_request_naming_it(
+    lanes: Any, orig: str, dest: str, named: str
+) -> None:
     with pytest.raises(BadRequest) as raised:
-        await daily_rates(lanes, ask("CNSHA", "atlantis"))
-    assert raised.value.parameter == "dest_code"
+        await daily_rates(lanes, ask(orig, dest))
+    assert raised.value.parameter == named
+
+
+async def test_the_same_code_on_both_sides_stands_for_the_same_ports(lanes: Any) -> None:
+    # Both codes are resolved in one query: asia → asia is every lane inside asia.
+    for orig, dest, price in [
+        ("CNSHA", "CNGGZ", 40),
+        ("CNGGZ", "CNSHA", 60),
+        ("CNSHA", "CNSHA", 80),
+    ]:
+        await lanes.execute(
+            "INSERT INTO prices VALUES (%s, %s, '2021-01-03', %s)", (orig, dest, price)
+        )
+    await lanes.commit()
+    [jan3, *_] = await daily_rates(lanes, ask("asia", "asia"))
+    assert jan3 == {"count": 3, "day": "2021-01-03", "price": 60.0}
 
 
 async def test_the_day_series_does_not_depend_on_the_time_zone(lanes: Any) -> None:
