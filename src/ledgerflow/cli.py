@@ -86,9 +86,11 @@ def worker(ctx: click.Context) -> None:
             loop.add_signal_handler(signum, stop.set)
         if early_stop.is_set():
             return
-        if not await _until_database_answers(settings.database_url, stop):
+        conn = await _until_database_answers(settings.database_url, stop)
+        if conn is None:
             return
-        await _require_migrated(settings.database_url)
+        async with conn:
+            await _require_migrated(conn)
         log.info("worker.starting", instance=settings.instance, queue=settings.queue)
         await Worker(settings).run(stop)
         log.info("worker.stopped", instance=settings.instance)
@@ -246,7 +248,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     report: dict[str, Any] = {}
 
     async def gather() -> dict[str, Any]:
-        await _require_migrated(settings.database_url)
+        async with await database.connect(settings.database_url) as conn:
+            await _require_migrated(conn)
         return await report_status.gather(settings)
 
     def collect() -> None:
@@ -323,8 +326,11 @@ def _prepare(settings: Settings) -> None:
 STARTUP_WAIT = 60.0  # seconds a starting worker waits for a restarting PostgreSQL
 
 
-async def _until_database_answers(url: str, stop: asyncio.Event) -> bool:
-    """Wait while PostgreSQL restarts (up to STARTUP_WAIT); False if stopped meanwhile.
+async def _until_database_answers(
+    url: str, stop: asyncio.Event
+) -> psycopg.AsyncConnection[Any] | None:
+    """A connection, once PostgreSQL answers: waits while it restarts (up to STARTUP_WAIT);
+    None if stopped meanwhile.
 
     A worker restarted by its supervisor in the middle of a database restart waits for
     it, as a running worker does; a configuration mistake still fails at once.
@@ -332,7 +338,7 @@ async def _until_database_answers(url: str, stop: asyncio.Event) -> bool:
     deadline = asyncio.get_running_loop().time() + STARTUP_WAIT
     while True:
         try:
-            conn = await database.connect(url, connect_timeout=5)
+            return await database.connect(url, connect_timeout=5)
         except DatabaseError as exc:
             if not database.restarting(exc) or asyncio.get_running_loop().time() > deadline:
                 raise
@@ -341,16 +347,11 @@ async def _until_database_answers(url: str, stop: asyncio.Event) -> bool:
                 async with asyncio.timeout(1):
                     await stop.wait()
             if stop.is_set():
-                return False
-        else:
-            await conn.close()
-            return True
+                return None
 
 
-async def _require_migrated(url: str) -> None:
-    conn = await database.connect(url)
-    async with conn:
-        missing = await database.pending_migrations(conn)
+async def _require_migrated(conn: psycopg.AsyncConnection[Any]) -> None:
+    missing = await database.pending_migrations(conn)
     if missing:
         names = ", ".join(f"{m.version:03d}_{m.name}" for m in missing)
         raise DatabaseError(f"the database lacks migrations {names}: run `ledgerflow migrate`")
