@@ -50,7 +50,7 @@ def fresh_database(rows: int = 0) -> tuple[str, str]:
 
 def lags(url: str, during: tuple[Any, Any] | None = None) -> list[float]:
     """Each publication's lag in ms; only the boundaries ``during`` a period when given."""
-    sql = "SELECT lag_seconds FROM ledgerflow_publishes"
+    sql = "SELECT lag_seconds FROM ledgerflow.publishes"
     with psycopg.connect(url) as conn:
         if during is None:
             rows = conn.execute(sql + " ORDER BY boundary")
@@ -96,7 +96,7 @@ def drain(backlog: int, interval: int) -> dict[str, object]:
             time.sleep(0.5)
             with psycopg.connect(url) as conn:
                 row = conn.execute(
-                    "SELECT coalesce(sum(message_count), 0) FROM ledgerflow_batches"
+                    "SELECT coalesce(sum(message_count), 0) FROM ledgerflow.batches"
                 ).fetchone()
             if row and row[0] >= backlog:
                 break
@@ -107,7 +107,7 @@ def drain(backlog: int, interval: int) -> dict[str, object]:
         # fell inside it count as publications under load.
         with psycopg.connect(url) as conn:
             span = conn.execute(
-                "SELECT min(committed_at), max(committed_at) FROM ledgerflow_batches"
+                "SELECT min(committed_at), max(committed_at) FROM ledgerflow.batches"
             ).fetchone()
         assert span is not None
         first, last = span

@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 
 from bench.ingest import RESULTS, admin, prepare_database
-from ledgerflow import dumps, synthetic
+from ledgerflow.rates import dumps, synthetic
 
 
 async def _one(
@@ -250,7 +250,7 @@ def main() -> int:
 
 def batch_benchmark(url: str, lanes: list[tuple[str, str]]) -> dict[str, float]:
     """A 50,000-row batch through ledgerflow against one INSERT per row in one transaction."""
-    from ledgerflow.batches import commit, from_json
+    from ledgerflow.rates.price_batches import commit, from_json
 
     rng = random.Random(3)
     rows = [

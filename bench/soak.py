@@ -34,7 +34,7 @@ import pika
 import psycopg
 import redis
 
-from ledgerflow.amounts import format_amount
+from ledgerflow.core.amounts import format_amount
 from ledgerflow.settings import load_settings
 
 BAD_BODIES = [
@@ -62,14 +62,14 @@ PROVIDERS = {1: Decimal(1000), 2: Decimal(2000), 3: Decimal("0.5"), 4: Decimal(-
 CHECKS = {
     "stored": "SELECT provider_id, count(*) FROM historical_transactions GROUP BY 1",
     "sums": "SELECT provider_id, sum(transaction_value) FROM historical_transactions GROUP BY 1",
-    "rejected": "SELECT count(*) FROM rejected_messages",
-    "outcomes": "SELECT outcome, count(*) FROM ledgerflow_messages GROUP BY 1",
+    "rejected": "SELECT count(*) FROM ledgerflow.rejected_messages",
+    "outcomes": "SELECT outcome, count(*) FROM ledgerflow.messages GROUP BY 1",
     "balances": "SELECT d.id || '_' || d.provider_name,"
     " d.initial_value + coalesce(sum(h.transaction_value), 0)"
     " FROM initial_data d LEFT JOIN historical_transactions h ON h.provider_id = d.id"
     " GROUP BY d.id",
-    "publishes": "SELECT count(*), max(lag_seconds) FROM ledgerflow_publishes",
-    "doubled": "SELECT count(*) FROM (SELECT boundary FROM ledgerflow_publishes"
+    "publishes": "SELECT count(*), max(lag_seconds) FROM ledgerflow.publishes",
+    "doubled": "SELECT count(*) FROM (SELECT boundary FROM ledgerflow.publishes"
     " GROUP BY 1 HAVING count(*) > 1) AS d",
 }
 
@@ -278,7 +278,10 @@ def main() -> int:
         LEDGERFLOW_PRICE_BATCH_QUEUE="",
     )
     subprocess.run(
-        [sys.executable, "-m", "ledgerflow", "migrate"], env=env, check=True, capture_output=True
+        [sys.executable, "-m", "ledgerflow", "migrate", "--rates"],
+        env=env,
+        check=True,
+        capture_output=True,
     )
     with psycopg.connect(db_url, autocommit=True) as conn:
         for provider, initial in PROVIDERS.items():
@@ -338,7 +341,7 @@ def main() -> int:
         workers.keep_alive()
         with psycopg.connect(db_url) as conn:
             consumed = conn.execute(
-                "SELECT coalesce(sum(message_count - redelivered_count), 0) FROM ledgerflow_batches"
+                "SELECT coalesce(sum(message_count - redelivered_count), 0) FROM ledgerflow.batches"
             ).fetchone()[0]  # type: ignore[index]
         if consumed >= published:
             break

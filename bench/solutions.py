@@ -56,8 +56,8 @@ def ceiling(amqp_url: str, queue: str, count: int) -> None:
 
 def ceiling_direct(amqp_url: str, queue: str, count: int) -> None:
     """The ceiling as ledgerflow receives: deliveries read straight from the frames
-    (ledgerflow.frames), on pika's asyncio adapter, multi-ack; nothing else."""
-    from ledgerflow.frames import DirectDeliveryConnection
+    (ledgerflow.messaging.fast_path), on pika's asyncio adapter, multi-ack; nothing else."""
+    from ledgerflow.messaging.fast_path import DirectDeliveryConnection
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

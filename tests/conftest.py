@@ -20,7 +20,7 @@ import redis
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from ledgerflow.broker import marker_queue
+from ledgerflow.messaging.rabbitmq import marker_queue
 from ledgerflow.settings import load_settings
 
 SETTINGS = load_settings()
@@ -82,21 +82,22 @@ def _services_answer(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(scope="session")
 def template_database() -> Iterator[str]:
-    """A database with every migration applied, cloned by each test."""
+    """A database with every migration applied (every optional domain too), cloned by each
+    test."""
     import asyncio
 
-    from ledgerflow import database
+    from ledgerflow.db import connections, migrate
 
     _drop(TEMPLATE)
     with _admin() as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
 
-    async def migrate() -> None:
-        conn = await database.connect(database_url(TEMPLATE))
+    async def apply() -> None:
+        conn = await connections.connect(database_url(TEMPLATE))
         async with conn:
-            await database.migrate(conn)
+            await migrate.migrate(conn, migrate.OPTIONAL_DOMAINS)
 
-    asyncio.run(migrate())
+    asyncio.run(apply())
     yield TEMPLATE
     _drop(TEMPLATE)
 

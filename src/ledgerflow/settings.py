@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ledgerflow.core import ConfigError
+
+__all__ = ["ENV_PREFIX", "ConfigError", "Settings", "load_settings"]
+
 ENV_PREFIX = "LEDGERFLOW_"
-
-
-class ConfigError(Exception):
-    """Raised when the configuration is unusable; the message names the variable."""
 
 
 def _require_scheme(value: str, schemes: tuple[str, ...]) -> str:
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     batch_max_wait: float = Field(0.05, gt=0, le=10)
     prefetch: int = Field(2000, ge=1, le=65_535)
     max_body_bytes: int = Field(65_536, ge=64)
+    # Read deliveries straight from the AMQP frames (messaging/fast_path.py); false leaves
+    # every delivery to pika, should a pika release and the fast path disagree.
+    amqp_fast_path: bool = True
 
     # Port of `ledgerflow api` (the original service listened on 3000).
     http_port: int = Field(3000, ge=1, le=65_535)

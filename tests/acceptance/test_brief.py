@@ -40,7 +40,7 @@ def test_the_brief_example_on_the_original_fixture(
     ) == [(1, 1, 100), (2, 1, 200), (3, 2, -200), (4, 1, Decimal(600))]
 
     [(boundary, lag)] = query(
-        original_db_url, "SELECT boundary, lag_seconds FROM ledgerflow_publishes ORDER BY 1 LIMIT 1"
+        original_db_url, "SELECT boundary, lag_seconds FROM ledgerflow.publishes ORDER BY 1 LIMIT 1"
     )
     assert boundary.astimezone(UTC).second == 0 and boundary.microsecond == 0  # hh:mm:00
     assert 0 <= lag < 1.0  # the brief's tolerance is one second

@@ -48,7 +48,7 @@ def test_random_kills_lose_nothing_and_count_nothing_twice(
         kills += 1
         consumed = query(
             db_url,
-            "SELECT coalesce(sum(message_count - redelivered_count), 0) FROM ledgerflow_batches",
+            "SELECT coalesce(sum(message_count - redelivered_count), 0) FROM ledgerflow.batches",
         )[0][0]
         print(f"kill {kills}: {consumed} of {count} consumed")
     worker = spawn(["worker"], env)
@@ -57,7 +57,7 @@ def test_random_kills_lose_nothing_and_count_nothing_twice(
         lambda: (
             query(
                 db_url,
-                "SELECT coalesce(sum(message_count - redelivered_count), 0) FROM ledgerflow_batches",
+                "SELECT coalesce(sum(message_count - redelivered_count), 0) FROM ledgerflow.batches",
             )[0][0]
             >= count
         ),
@@ -70,7 +70,7 @@ def test_random_kills_lose_nothing_and_count_nothing_twice(
         db_url, "SELECT count(*), sum(transaction_value) FROM historical_transactions"
     )
     redelivered = query(
-        db_url, "SELECT coalesce(sum(redelivered_count), 0) FROM ledgerflow_batches"
+        db_url, "SELECT coalesce(sum(redelivered_count), 0) FROM ledgerflow.batches"
     )[0][0]
     print(f"{kills} kills, {redelivered} redeliveries recognised, {stored} rows")
     assert (stored, total) == (count, expected), f"seed {seed}"
@@ -110,6 +110,6 @@ def test_sigterm_in_the_middle_of_a_burst_commits_what_it_holds(
         db_url, "SELECT count(*), sum(transaction_value) FROM historical_transactions"
     ) == [(count, sum(range(count)))]
     # A clean stop acknowledged everything it committed: nothing came back as a redelivery.
-    assert query(db_url, "SELECT coalesce(sum(redelivered_count), 0) FROM ledgerflow_batches") == [
+    assert query(db_url, "SELECT coalesce(sum(redelivered_count), 0) FROM ledgerflow.batches") == [
         (0,)
     ]

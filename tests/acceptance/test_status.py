@@ -30,7 +30,7 @@ def start_pair(
         eventually(
             lambda name=name: query(
                 db_url,
-                "SELECT 1 FROM ledgerflow_workers WHERE instance = %s AND role <> 'starting'",
+                "SELECT 1 FROM ledgerflow.workers WHERE instance = %s AND role <> 'starting'",
                 name,
             ),
             20,
@@ -44,7 +44,7 @@ def test_status_lists_active_and_standby_and_exits_zero_when_healthy(
 ) -> None:
     seed(db_url)
     env, workers = start_pair(db_url, make_env, spawn, publish_interval="1")
-    eventually(lambda: query(db_url, "SELECT 1 FROM ledgerflow_publishes"), 10, "a publication")
+    eventually(lambda: query(db_url, "SELECT 1 FROM ledgerflow.publishes"), 10, "a publication")
     eventually(lambda: run_ledgerflow(["status"], env).returncode == 0, 15, "a healthy report")
     result = run_ledgerflow(["status"], env)
     assert result.returncode == 0, result.stdout
@@ -56,7 +56,7 @@ def test_status_lists_active_and_standby_and_exits_zero_when_healthy(
         process.signal(signal.SIGTERM)
         assert process.wait(15) == 0
     # Workers that stop cleanly leave the registry.
-    assert query(db_url, "SELECT count(*) FROM ledgerflow_workers") == [(0,)]
+    assert query(db_url, "SELECT count(*) FROM ledgerflow.workers") == [(0,)]
 
 
 def test_status_flags_a_standby_whose_heartbeat_stopped(
@@ -64,14 +64,14 @@ def test_status_flags_a_standby_whose_heartbeat_stopped(
 ) -> None:
     seed(db_url)
     env, workers = start_pair(db_url, make_env, spawn, publish_interval="1")
-    eventually(lambda: query(db_url, "SELECT 1 FROM ledgerflow_publishes"), 10, "a publication")
-    [(standby,)] = query(db_url, "SELECT instance FROM ledgerflow_workers WHERE role = 'standby'")
+    eventually(lambda: query(db_url, "SELECT 1 FROM ledgerflow.publishes"), 10, "a publication")
+    [(standby,)] = query(db_url, "SELECT instance FROM ledgerflow.workers WHERE role = 'standby'")
     workers[standby].signal(signal.SIGKILL)
     workers[standby].wait(10)
     # Three minutes pass without a heartbeat from it.
     query(
         db_url,
-        "UPDATE ledgerflow_workers SET heartbeat_at = now() - interval '3 minutes' WHERE instance = %s",
+        "UPDATE ledgerflow.workers SET heartbeat_at = now() - interval '3 minutes' WHERE instance = %s",
         standby,
     )
     result = run_ledgerflow(["status"], env)
@@ -92,12 +92,12 @@ def test_status_flags_an_active_worker_that_does_not_publish(
     env = make_env(db_url, publish_interval="3600", metrics_port="0")
     worker = spawn(["worker"], env)
     eventually(
-        lambda: query(db_url, "SELECT 1 FROM ledgerflow_workers WHERE role = 'active'"),
+        lambda: query(db_url, "SELECT 1 FROM ledgerflow.workers WHERE role = 'active'"),
         20,
         "an active worker",
     )
     # It has led for three minutes without publishing.
-    query(db_url, "UPDATE ledgerflow_leadership SET acquired_at = now() - interval '3 minutes'")
+    query(db_url, "UPDATE ledgerflow.leadership SET acquired_at = now() - interval '3 minutes'")
     result = run_ledgerflow(["status"], env)
     assert result.returncode == 1
     assert re.search(r"active with no publication for 1[89]\d s", result.stdout), result.stdout

@@ -18,7 +18,7 @@ def seed(db_url: str) -> None:
 
 
 def active_instance(db_url: str) -> tuple[int, str] | None:
-    rows = query(db_url, "SELECT term, instance FROM ledgerflow_leadership WHERE term > 0")
+    rows = query(db_url, "SELECT term, instance FROM ledgerflow.leadership WHERE term > 0")
     return rows[0] if rows else None
 
 
@@ -47,7 +47,7 @@ def test_the_standby_takes_over_when_the_active_worker_is_killed(
     )
     # Only the leader publishes while it lives.
     time.sleep(2.5)
-    assert {row[0] for row in query(db_url, "SELECT instance FROM ledgerflow_publishes")} == {
+    assert {row[0] for row in query(db_url, "SELECT instance FROM ledgerflow.publishes")} == {
         leader
     }
 
@@ -75,11 +75,11 @@ def test_the_standby_takes_over_when_the_active_worker_is_killed(
     eventually(lambda: client.mget("1_Visa", "2_Mastercard") == ["1600", "1950"], 5, "balances")
     client.close()
     assert query(
-        db_url, "SELECT DISTINCT instance FROM ledgerflow_publishes WHERE term = %s", new_term
+        db_url, "SELECT DISTINCT instance FROM ledgerflow.publishes WHERE term = %s", new_term
     ) == [(standby,)]
     # No boundary was published by two terms.
     assert (
-        query(db_url, "SELECT boundary FROM ledgerflow_publishes GROUP BY 1 HAVING count(*) > 1")
+        query(db_url, "SELECT boundary FROM ledgerflow.publishes GROUP BY 1 HAVING count(*) > 1")
         == []
     )
 
@@ -116,7 +116,7 @@ def test_bad_messages_are_recorded_and_do_not_stop_the_worker(
         15,
         "the valid message after the bad ones",
     )
-    assert query(db_url, "SELECT reason FROM rejected_messages ORDER BY id") == [
+    assert query(db_url, "SELECT reason FROM ledgerflow.rejected_messages ORDER BY id") == [
         ("invalid_encoding",),
         ("unknown_provider",),
         ("invalid_value",),

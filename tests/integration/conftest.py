@@ -8,10 +8,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from ledgerflow.database import connect
+from ledgerflow.core.tracing import MessageTracer
+from ledgerflow.db.connections import connect
+from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import load_settings
-from ledgerflow.tracing import MessageTracer
-from ledgerflow.worker import Worker
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ async def take_term(conn: psycopg.AsyncConnection[Any], instance: str = "test") 
     """Make this test the leader of a new term (as Leadership does), return the term."""
     async with conn.transaction():
         cursor = await conn.execute(
-            "UPDATE ledgerflow_leadership SET term = term + 1, instance = %s RETURNING term",
+            "UPDATE ledgerflow.leadership SET term = term + 1, instance = %s RETURNING term",
             (instance,),
         )
         row = await cursor.fetchone()

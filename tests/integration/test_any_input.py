@@ -7,7 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledgerflow.ingest import BatchWriter, Delivery
+from ledgerflow.messaging.delivery import Delivery
+from ledgerflow.transactions.writer import BatchWriter
 
 from .conftest import take_term
 
@@ -62,7 +63,7 @@ async def test_every_body_is_stored_or_rejected_exactly_once(
     writer = BatchWriter(conn, "q", "test", await take_term(conn), max_body_bytes=1024)
     before = (
         await count(conn, "SELECT count(*) FROM historical_transactions"),
-        await count(conn, "SELECT count(*) FROM rejected_messages"),
+        await count(conn, "SELECT count(*) FROM ledgerflow.rejected_messages"),
     )
     now = datetime.now(UTC)
     result = await writer.write(
@@ -70,11 +71,11 @@ async def test_every_body_is_stored_or_rejected_exactly_once(
     )
     after = (
         await count(conn, "SELECT count(*) FROM historical_transactions"),
-        await count(conn, "SELECT count(*) FROM rejected_messages"),
+        await count(conn, "SELECT count(*) FROM ledgerflow.rejected_messages"),
     )
     assert result.stored + result.rejected == len(batch)
     assert (after[0] - before[0], after[1] - before[1]) == (result.stored, result.rejected)
     outcomes = await count(
-        conn, f"SELECT count(*) FROM ledgerflow_messages WHERE batch_id = {result.batch_id}"
+        conn, f"SELECT count(*) FROM ledgerflow.messages WHERE batch_id = {result.batch_id}"
     )
     assert outcomes == len(batch)

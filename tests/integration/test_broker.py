@@ -7,8 +7,8 @@ from typing import Any
 import pika
 import pytest
 
-from ledgerflow.broker import BrokerError, QueueConsumer, ping
-from ledgerflow.ingest import Delivery, properties_json
+from ledgerflow.messaging.delivery import Delivery, properties_json
+from ledgerflow.messaging.rabbitmq import BrokerError, QueueConsumer, ping
 
 from .conftest import eventually
 
@@ -48,8 +48,8 @@ async def test_consumes_a_queue_the_original_producer_declared(
     publish(b'{"id": 1, "value": 600}')
     publish(b'{"id": 2, "value": 1}', message_id="m-2")
     received: list[Delivery] = []
-    consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=received.append)
-    await consumer.start()
+    consumer = QueueConsumer(amqp_url, queue, prefetch=10)
+    await consumer.start(received.append)
     await eventually(lambda: len(received) == 2)
     assert [d.body for d in received] == [b'{"id": 1, "value": 600}', b'{"id": 2, "value": 1}']
     assert [d.message_id for d in received] == [None, "m-2"]
@@ -66,15 +66,15 @@ async def test_unacknowledged_deliveries_return_to_the_queue_marked_redelivered(
     for value in range(3):
         publish(f'{{"id": 1, "value": {value}}}'.encode())
     first: list[Delivery] = []
-    consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=first.append)
-    await consumer.start()
+    consumer = QueueConsumer(amqp_url, queue, prefetch=10)
+    await consumer.start(first.append)
     await eventually(lambda: len(first) == 3)
     await consumer.ack(first[0].tag, batch_id=1)  # only the first, before the "crash"
     await consumer.close()
 
     second: list[Delivery] = []
-    consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=second.append)
-    await consumer.start()
+    consumer = QueueConsumer(amqp_url, queue, prefetch=10)
+    await consumer.start(second.append)
     await eventually(lambda: len(second) == 2)
     assert [d.body for d in second] == [first[1].body, first[2].body]  # in queue order
     assert all(d.redelivered for d in second)
@@ -84,11 +84,11 @@ async def test_unacknowledged_deliveries_return_to_the_queue_marked_redelivered(
 async def test_a_second_consumer_is_refused_while_the_first_consumes(
     amqp_url: str, queue: str
 ) -> None:
-    first = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=lambda _d: None)
-    await first.start()
-    second = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=lambda _d: None)
+    first = QueueConsumer(amqp_url, queue, prefetch=10)
+    await first.start(lambda _d: None)
+    second = QueueConsumer(amqp_url, queue, prefetch=10)
     with pytest.raises(BrokerError, match=r"ACCESS_REFUSED|exclusive"):
-        await second.start()
+        await second.start(lambda _d: None)
     await second.close()
     await first.close()
 
@@ -99,22 +99,22 @@ async def test_a_queue_declared_with_other_arguments_gives_a_clear_error(
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     connection.channel().queue_declare(queue, durable=True, arguments={"x-max-length": 10})
     connection.close()
-    consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=lambda _d: None)
+    consumer = QueueConsumer(amqp_url, queue, prefetch=10)
     with pytest.raises(BrokerError, match="PRECONDITION_FAILED"):
-        await consumer.start()
+        await consumer.start(lambda _d: None)
     await consumer.close()
 
 
 async def test_unreachable_broker_raises_broker_error() -> None:
-    consumer = QueueConsumer("amqp://guest:guest@127.0.0.1:1/%2F", "q", 1, lambda _d: None)
+    consumer = QueueConsumer("amqp://guest:guest@127.0.0.1:1/%2F", "q", 1)
     with pytest.raises(BrokerError):
-        await consumer.start()
+        await consumer.start(lambda _d: None)
     await consumer.close()
 
 
 async def test_losing_the_connection_is_reported(amqp_url: str, queue: str) -> None:
-    consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=lambda _d: None)
-    await consumer.start()
+    consumer = QueueConsumer(amqp_url, queue, prefetch=10)
+    await consumer.start(lambda _d: None)
     closed = asyncio.create_task(consumer.closed())
     # The broker closes the channel when the consumer acknowledges an unknown tag.
     with pytest.raises(BrokerError, match="PRECONDITION_FAILED"):
@@ -130,8 +130,8 @@ async def test_the_marker_names_the_last_acknowledged_batch(
     for value in range(3):
         publish(f'{{"id": 1, "value": {value}}}'.encode())
     received: list[Delivery] = []
-    consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=received.append)
-    await consumer.start()
+    consumer = QueueConsumer(amqp_url, queue, prefetch=10)
+    await consumer.start(received.append)
     assert await consumer.last_acknowledged() is None
     await consumer.mark_acknowledged(0)
     assert await consumer.last_acknowledged() == 0
@@ -142,8 +142,8 @@ async def test_the_marker_names_the_last_acknowledged_batch(
     assert await consumer.last_acknowledged() == 42
     await consumer.close()
 
-    again = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=lambda _d: None)
-    await again.start()
+    again = QueueConsumer(amqp_url, queue, prefetch=10)
+    await again.start(lambda _d: None)
     assert await again.last_acknowledged() == 42
     await again.close()
     assert queue_depth(amqp_url, queue) == 1  # the third message was never acknowledged
@@ -158,8 +158,8 @@ async def test_deliveries_pika_assembles_and_direct_ones_arrive_in_order(
     for i, body in enumerate(bodies):
         publish(body, message_id=f"m-{i}", headers={"n": i})
     received: list[Delivery] = []
-    consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=received.append)
-    await consumer.start()
+    consumer = QueueConsumer(amqp_url, queue, prefetch=10)
+    await consumer.start(received.append)
     await eventually(lambda: len(received) == len(bodies))
     assert [d.body for d in received] == bodies
     assert [d.message_id for d in received] == [f"m-{i}" for i in range(len(bodies))]
@@ -175,8 +175,8 @@ async def test_a_consumer_the_broker_cancels_is_reported_and_stops_cleanly(
 ) -> None:
     publish(b'{"id": 1, "value": 1}')
     received: list[Delivery] = []
-    consumer = QueueConsumer(amqp_url, queue, prefetch=10, on_delivery=received.append)
-    await consumer.start()
+    consumer = QueueConsumer(amqp_url, queue, prefetch=10)
+    await consumer.start(received.append)
     await eventually(lambda: len(received) == 1)
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     connection.channel().queue_delete(queue)  # RabbitMQ cancels our consumption
@@ -196,8 +196,8 @@ async def test_a_consumer_closed_while_it_connects_leaves_no_socket_open(
     # stopping early cancels its price feed's.
     before = open_sockets()
     for steps in range(40):
-        consumer = QueueConsumer(amqp_url, queue, prefetch=1, on_delivery=lambda _d: None)
-        await cancel_after(steps, consumer.start())
+        consumer = QueueConsumer(amqp_url, queue, prefetch=1)
+        await cancel_after(steps, consumer.start(lambda _d: None))
         await consumer.close()
         assert open_sockets() == before, f"a socket left open: start() cancelled after {steps}"
 

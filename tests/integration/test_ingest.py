@@ -1,6 +1,6 @@
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -8,9 +8,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from ledgerflow.consumer import BatchingConsumer
-from ledgerflow.ingest import BatchResult, BatchWriter, Delivery
-from ledgerflow.leadership import LeadershipLost
+from ledgerflow.cluster.leadership import LeadershipLost
+from ledgerflow.messaging.delivery import Delivery
+from ledgerflow.transactions.batching import BatchingConsumer
+from ledgerflow.transactions.writer import BatchResult, BatchWriter, Prepared
 
 from .conftest import take_term
 
@@ -60,7 +61,7 @@ async def test_a_batch_stores_valid_messages_and_records_the_rest(seeded: Any) -
         (5, 2, Decimal("-0.25")),
     ]
     rejected = await rows(
-        conn, "SELECT reason, body, properties FROM rejected_messages ORDER BY id"
+        conn, "SELECT reason, body, properties FROM ledgerflow.rejected_messages ORDER BY id"
     )
     assert [(r[0], bytes(r[1])) for r in rejected] == [
         ("invalid_json", b"not json"),
@@ -70,7 +71,7 @@ async def test_a_batch_stores_valid_messages_and_records_the_rest(seeded: Any) -
     assert rejected[0][2] == {"delivery_mode": 2, "headers": {"raw": "\\x00bytes"}}
     lineage = await rows(
         conn,
-        "SELECT position, outcome, transaction_id, rejected_id IS NOT NULL FROM ledgerflow_messages ORDER BY position",
+        "SELECT position, outcome, transaction_id, rejected_id IS NOT NULL FROM ledgerflow.messages ORDER BY position",
     )
     assert lineage == [
         (0, "stored", 4, False),
@@ -103,7 +104,7 @@ async def test_a_message_id_seen_before_is_a_duplicate_not_a_second_row(seeded: 
     ]
     duplicate_of_rejected = await writer.write([delivery(b"garbage", 6, "m-3")])
     assert duplicate_of_rejected.duplicates == 1
-    assert await rows(conn, "SELECT count(*) FROM rejected_messages") == [(1,)]
+    assert await rows(conn, "SELECT count(*) FROM ledgerflow.rejected_messages") == [(1,)]
 
 
 async def test_a_provider_added_after_start_is_recognised(seeded: Any) -> None:
@@ -125,16 +126,20 @@ async def test_a_deposed_leader_writes_nothing(seeded: Any) -> None:
     with pytest.raises(LeadershipLost):
         await writer.write([delivery(b'{"id": 1, "value": 600}', 1)])
     assert await rows(conn, "SELECT count(*) FROM historical_transactions") == [(3,)]
-    assert await rows(conn, "SELECT count(*) FROM ledgerflow_messages") == [(0,)]
+    assert await rows(conn, "SELECT count(*) FROM ledgerflow.messages") == [(0,)]
+
+
+def tag_of(item: Prepared | Delivery) -> int:
+    return item.delivery.tag if isinstance(item, Prepared) else item.tag
 
 
 def after_each_commit(
-    writer: BatchWriter, observe: Callable[[list[Delivery], BatchResult], None]
+    writer: BatchWriter, observe: Callable[[Sequence[Prepared | Delivery], BatchResult], None]
 ) -> None:
     """Call ``observe`` with each batch and its result once the writer committed it."""
     write = writer.write
 
-    async def observed(batch: list[Delivery]) -> BatchResult:
+    async def observed(batch: Sequence[Prepared | Delivery]) -> BatchResult:
         result = await write(batch)
         observe(batch, result)
         return result
@@ -175,7 +180,7 @@ async def test_batching_consumer_acks_each_batch_after_its_commit(seeded: Any) -
     acks = [e for e in events if e[0].startswith("ack")]
     assert acks == [(kind, b) for b in batches for kind in ("ack sent", "ack confirmed")]
     assert events[-1] == ("ack confirmed", batches[-1])
-    assert int((await rows(conn, "SELECT count(*) FROM ledgerflow_messages"))[0][0]) == 7
+    assert int((await rows(conn, "SELECT count(*) FROM ledgerflow.messages"))[0][0]) == 7
 
 
 async def test_the_next_batch_commits_while_rabbitmq_confirms_the_previous_ack(
@@ -184,8 +189,8 @@ async def test_the_next_batch_commits_while_rabbitmq_confirms_the_previous_ack(
     writer = await writer_for(seeded)
     second_committed = asyncio.Event()
 
-    def note_commit(batch: list[Delivery], _result: BatchResult) -> None:
-        if batch[0].tag == 4:
+    def note_commit(batch: Sequence[Prepared | Delivery], _result: BatchResult) -> None:
+        if tag_of(batch[0]) == 4:
             second_committed.set()
 
     after_each_commit(writer, note_commit)

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from ledgerflow.leadership import Leadership, LeadershipLost
+from ledgerflow.cluster.leadership import Leadership, LeadershipLost
 
 pytestmark = pytest.mark.integration
 

@@ -1,67 +1,103 @@
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 import pytest
 
-from ledgerflow import database
+from ledgerflow.db import connections, migrate
 
 pytestmark = pytest.mark.integration
 
+FIXTURE_TABLES = {"initial_data", "historical_transactions"}
+RATES_TABLES = {"regions", "ports", "prices"}  # as in the original dump, in public
 LEDGERFLOW_TABLES = {
-    "ledgerflow_batches",
-    "ledgerflow_leadership",
-    "ledgerflow_messages",  # a view
-    "ledgerflow_message_ids",
-    "ledgerflow_workers",
-    "ledgerflow_price_batches",
-    "regions",  # the rates tables, as in the original dump
-    "ports",
-    "prices",
-    "ledgerflow_migrations",
-    "ledgerflow_provider_totals",
-    "ledgerflow_publishes",
+    "batches",
+    "leadership",
+    "messages",  # a view
+    "message_ids",
+    "workers",
+    "migrations",
+    "provider_totals",
+    "publishes",
     "rejected_messages",
 }
 
 
-async def tables(conn: psycopg.AsyncConnection[object]) -> set[str]:
+async def tables(conn: psycopg.AsyncConnection[Any], schema: str) -> set[str]:
     cursor = await conn.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
     )
-    return {row[0] for row in await cursor.fetchall()}  # type: ignore[index]
+    return {row[0] for row in await cursor.fetchall()}
+
+
+async def routines(conn: psycopg.AsyncConnection[Any], schema: str) -> set[str]:
+    cursor = await conn.execute(
+        "SELECT routine_name FROM information_schema.routines WHERE routine_schema = %s",
+        (schema,),
+    )
+    return {row[0] for row in await cursor.fetchall()}
 
 
 async def test_migrate_creates_the_original_and_ledgerflow_tables(empty_db_url: str) -> None:
-    conn = await database.connect(empty_db_url)
+    conn = await connections.connect(empty_db_url)
     async with conn:
-        applied = await database.migrate(conn)
-        assert [m.version for m in applied] == [m.version for m in database.migrations()]
-        assert await tables(conn) == LEDGERFLOW_TABLES | {"initial_data", "historical_transactions"}
-        assert await database.migrate(conn) == []
-        assert await database.pending_migrations(conn) == []
+        applied = await migrate.migrate(conn)
+        assert [m.version for m in applied] == [
+            m.version for m in migrate.migrations() if m.domain is None
+        ]
+        assert await tables(conn, "public") == FIXTURE_TABLES
+        assert await tables(conn, "ledgerflow") == LEDGERFLOW_TABLES
+        assert await routines(conn, "public") == set()
+        assert await migrate.migrate(conn) == []
+        assert await migrate.pending_migrations(conn) == []
+        assert await migrate.installed_domains(conn) == set()
+
+
+async def test_the_rates_tables_come_only_with_the_rates_domain(empty_db_url: str) -> None:
+    conn = await connections.connect(empty_db_url)
+    async with conn:
+        await migrate.migrate(conn)
+        assert [m.label for m in await migrate.pending_migrations(conn, ["rates"])] == [
+            "008_rates",
+            "009_rates_index_c_collation",
+            "011_rates_schema",
+        ]
+        applied = await migrate.migrate(conn, ["rates"])
+        assert [m.version for m in applied] == [8, 9, 11]
+        assert await tables(conn, "public") == FIXTURE_TABLES | RATES_TABLES
+        assert await tables(conn, "ledgerflow") == LEDGERFLOW_TABLES | {"price_batches"}
+        assert await migrate.installed_domains(conn) == {"rates"}
+        # Once installed, a domain stays: a plain migrate keeps it, nothing is pending.
+        assert await migrate.pending_migrations(conn) == []
+
+
+async def test_an_unknown_domain_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown domains"):
+        await migrate.migrate(None, ["treasure"])  # type: ignore[arg-type]
 
 
 async def test_migrate_adopts_the_original_tables_and_keeps_their_rows(
     original_db_url: str,
 ) -> None:
-    conn = await database.connect(original_db_url)
+    conn = await connections.connect(original_db_url)
     async with conn:
-        assert [m.version for m in await database.pending_migrations(conn)]
-        await database.migrate(conn)
+        assert [m.version for m in await migrate.pending_migrations(conn)]
+        await migrate.migrate(conn)
         cursor = await conn.execute(
             "SELECT id, provider_id, transaction_value FROM historical_transactions ORDER BY id"
         )
         assert await cursor.fetchall() == [(1, 1, 100), (2, 1, 200), (3, 2, -200)]
         cursor = await conn.execute(
-            "SELECT provider_id, total, row_count FROM ledgerflow_provider_totals ORDER BY 1"
+            "SELECT provider_id, total, row_count FROM ledgerflow.provider_totals ORDER BY 1"
         )
         assert await cursor.fetchall() == [(1, Decimal(300), 2), (2, Decimal(-200), 1)]
+        assert await tables(conn, "public") == FIXTURE_TABLES
 
 
 async def test_provider_totals_follow_every_kind_of_write(original_db_url: str) -> None:
-    conn = await database.connect(original_db_url, autocommit=True)
+    conn = await connections.connect(original_db_url, autocommit=True)
     async with conn:
-        await database.migrate(conn)
+        await migrate.migrate(conn)
         # Another writer (the original producer, a person with psql) changes the table.
         await conn.execute(
             "INSERT INTO historical_transactions (provider_id, transaction_value)"
@@ -70,7 +106,7 @@ async def test_provider_totals_follow_every_kind_of_write(original_db_url: str) 
         await conn.execute("UPDATE historical_transactions SET transaction_value = 7 WHERE id = 3")
         await conn.execute("UPDATE historical_transactions SET provider_id = 2 WHERE id = 1")
         await conn.execute("DELETE FROM historical_transactions WHERE id = 2")
-        totals = "SELECT provider_id, total, row_count FROM ledgerflow_provider_totals WHERE row_count <> 0 ORDER BY 1"
+        totals = "SELECT provider_id, total, row_count FROM ledgerflow.provider_totals WHERE row_count <> 0 ORDER BY 1"
         direct = (
             "SELECT provider_id, sum(transaction_value), count(*) FROM historical_transactions"
             " WHERE provider_id IS NOT NULL GROUP BY 1 ORDER BY 1"
@@ -91,31 +127,37 @@ async def test_concurrent_migrations_apply_each_file_once(empty_db_url: str) -> 
     import asyncio
 
     async def run() -> list[int]:
-        conn = await database.connect(empty_db_url)
+        conn = await connections.connect(empty_db_url)
         async with conn:
-            return [m.version for m in await database.migrate(conn)]
+            return [m.version for m in await migrate.migrate(conn, ["rates"])]
 
     first, second = await asyncio.gather(run(), run())
-    assert sorted(first + second) == [m.version for m in database.migrations()]
+    assert sorted(first + second) == [m.version for m in migrate.migrations()]
+
+
+async def apply_as_ledgerflow_0_1(conn: psycopg.AsyncConnection[Any], below: int) -> None:
+    """Apply the migrations before ``below`` as ledgerflow 0.1 did: its record of them in
+    ``public.ledgerflow_migrations``."""
+    await conn.execute(
+        "CREATE TABLE ledgerflow_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    for migration in migrate.migrations():
+        if migration.version >= below:
+            break
+        await conn.execute(migration.text)  # type: ignore[arg-type]
+        await conn.execute(
+            "INSERT INTO ledgerflow_migrations (version, name) VALUES (%s, %s)",
+            (migration.version, migration.name),
+        )
 
 
 async def test_lineage_recorded_per_message_survives_the_move_to_batch_rows(
     empty_db_url: str,
 ) -> None:
-    conn = await database.connect(empty_db_url, autocommit=True)
+    conn = await connections.connect(empty_db_url, autocommit=True)
     async with conn:
-        await conn.execute(
-            "CREATE TABLE ledgerflow_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-        )
-        for migration in database.migrations():
-            if migration.version >= 6:
-                break
-            await conn.execute(migration.text)
-            await conn.execute(
-                "INSERT INTO ledgerflow_migrations (version, name) VALUES (%s, %s)",
-                (migration.version, migration.name),
-            )
+        await apply_as_ledgerflow_0_1(conn, below=6)
         await conn.execute(
             "INSERT INTO initial_data (provider_name, initial_value) VALUES ('Visa', 1)"
         )
@@ -132,14 +174,105 @@ async def test_lineage_recorded_per_message_survives_the_move_to_batch_rows(
             " (1, 0, 'm-1', false, decode(repeat('aa', 32), 'hex'), 'stored', 1),"
             " (1, 1, 'm-1', false, decode(repeat('bb', 32), 'hex'), 'duplicate', NULL)"
         )
-        assert 6 in [m.version for m in await database.migrate(conn)]
+        assert 6 in [m.version for m in await migrate.migrate(conn)]
         cursor = await conn.execute(
             "SELECT position, message_id, encode(body_sha256, 'hex'), outcome, transaction_id"
-            " FROM ledgerflow_messages ORDER BY position"
+            " FROM ledgerflow.messages ORDER BY position"
         )
         assert await cursor.fetchall() == [
             (0, "m-1", "aa" * 32, "stored", 1),
             (1, "m-1", "bb" * 32, "duplicate", None),
         ]
-        cursor = await conn.execute("SELECT message_id, batch_id FROM ledgerflow_message_ids")
+        cursor = await conn.execute("SELECT message_id, batch_id FROM ledgerflow.message_ids")
         assert await cursor.fetchall() == [("m-1", 1)]
+
+
+# Every table ledgerflow 0.1 wrote, with a query listing its rows: the same rows must be
+# found under the new names after migration 010 (and 011 for the rates domain).
+BEFORE_AND_AFTER = {
+    "ledgerflow_batches": "ledgerflow.batches",
+    "rejected_messages": "ledgerflow.rejected_messages",
+    "ledgerflow_message_ids": "ledgerflow.message_ids",
+    "ledgerflow_leadership": "ledgerflow.leadership",
+    "ledgerflow_publishes": "ledgerflow.publishes",
+    "ledgerflow_workers": "ledgerflow.workers",
+    "ledgerflow_provider_totals": "ledgerflow.provider_totals",
+    "ledgerflow_price_batches": "ledgerflow.price_batches",
+    "ledgerflow_messages": "ledgerflow.messages",
+    "ledgerflow_migrations": "ledgerflow.migrations",
+    "initial_data": "initial_data",
+    "historical_transactions": "historical_transactions",
+    "regions": "regions",
+    "ports": "ports",
+    "prices": "prices",
+}
+
+
+async def everything(conn: psycopg.AsyncConnection[Any], table: str) -> list[tuple[Any, ...]]:
+    cursor = await conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2")  # type: ignore[arg-type]
+    return await cursor.fetchall()
+
+
+async def test_a_database_of_the_previous_layout_keeps_every_row(empty_db_url: str) -> None:
+    conn = await connections.connect(empty_db_url, autocommit=True)
+    async with conn:
+        await apply_as_ledgerflow_0_1(conn, below=10)
+        await conn.execute(
+            """
+            INSERT INTO initial_data (provider_name, initial_value) VALUES ('Visa', 1000);
+            INSERT INTO historical_transactions (provider_id, transaction_value)
+                VALUES (1, 100), (1, 0.25);
+            UPDATE ledgerflow_leadership SET term = 3, instance = 'w1', acquired_at = now();
+            INSERT INTO ledgerflow_batches (queue, leader_term, instance, message_count,
+                stored_count, rejected_count, duplicate_count, body_hashes, outcomes,
+                message_ids, transaction_ids, rejected_ids)
+                VALUES ('q', 3, 'w1', 3, 2, 1, 0, decode(repeat('ab', 96), 'hex'), 'SSR',
+                        ARRAY['m-1', 'm-2', NULL], ARRAY[1, 2, NULL], ARRAY[NULL, NULL, 1]);
+            INSERT INTO ledgerflow_message_ids VALUES ('m-1', 1), ('m-2', 1);
+            INSERT INTO rejected_messages (queue, message_id, reason, detail, body,
+                properties, received_at)
+                VALUES ('q', NULL, 'invalid_json', 'not JSON', 'x', '{}', now());
+            INSERT INTO ledgerflow_publishes VALUES (now(), 3, 'w1', 1, now(), 0.002);
+            INSERT INTO ledgerflow_workers VALUES ('w1', 'active', 'h', 1, NULL, 'q', now(),
+                now());
+            INSERT INTO regions VALUES ('world', 'World', NULL);
+            INSERT INTO ports VALUES ('CNGGZ', 'G', 'world'), ('EETLL', 'T', 'world');
+            INSERT INTO prices VALUES ('CNGGZ', 'EETLL', '2021-01-01', 100);
+            INSERT INTO ledgerflow_price_batches VALUES ('b-1', 'http', 1, now());
+            """
+        )
+        before = {old: await everything(conn, old) for old in BEFORE_AND_AFTER}
+        assert all(before.values())  # every table holds rows
+
+        applied = await migrate.migrate(conn)
+        assert [m.version for m in applied] == [10, 11]  # rates stays: the database has it
+        after = {old: await everything(conn, new) for old, new in BEFORE_AND_AFTER.items()}
+        after["ledgerflow_migrations"] = after["ledgerflow_migrations"][:9]
+        assert after == before
+        assert await tables(conn, "public") == FIXTURE_TABLES | RATES_TABLES
+        assert await routines(conn, "public") == set()
+        assert await migrate.pending_migrations(conn) == []
+
+        # The moved triggers' functions still keep the totals, now in ledgerflow's schema.
+        await conn.execute(
+            "INSERT INTO historical_transactions (provider_id, transaction_value) VALUES (1, 5)"
+        )
+        cursor = await conn.execute("SELECT total, row_count FROM ledgerflow.provider_totals")
+        assert await cursor.fetchall() == [(Decimal("105.25"), 3)]
+        # The serial sequences moved with their tables and go on where they were.
+        cursor = await conn.execute(
+            "INSERT INTO ledgerflow.batches (queue, leader_term, instance, message_count,"
+            " stored_count, rejected_count, duplicate_count) VALUES ('q', 3, 'w1', 0, 0, 0, 0)"
+            " RETURNING id"
+        )
+        assert await cursor.fetchall() == [(2,)]
+
+
+async def test_pending_migrations_reads_the_previous_layouts_record(empty_db_url: str) -> None:
+    conn = await connections.connect(empty_db_url, autocommit=True)
+    async with conn:
+        await apply_as_ledgerflow_0_1(conn, below=10)
+        assert [m.label for m in await migrate.pending_migrations(conn)] == [
+            "010_ledgerflow_schema",
+            "011_rates_schema",
+        ]

@@ -44,10 +44,12 @@ async def test_the_active_worker_commits_batches_from_the_queue(
     send(amqp_url, prices, b"not a batch")
     send(amqp_url, prices, batch("q-3", 50))
     await eventually(lambda: scalar(conn, "SELECT count(*) = 4 FROM prices"))
-    await eventually(lambda: scalar(conn, "SELECT count(*) = 2 FROM rejected_messages"))
+    await eventually(lambda: scalar(conn, "SELECT count(*) = 2 FROM ledgerflow.rejected_messages"))
     await running.stop()
     assert await scalar(conn, "SELECT sum(price) FROM prices") == 10 + 20 + 30 + 50
-    cursor = await conn.execute("SELECT queue, reason, body FROM rejected_messages ORDER BY id")
+    cursor = await conn.execute(
+        "SELECT queue, reason, body FROM ledgerflow.rejected_messages ORDER BY id"
+    )
     rejected = await cursor.fetchall()
     assert [(q, r) for q, r, _ in rejected] == [(prices, "invalid_price_batch")] * 2
     assert bytes(rejected[1][2]) == b"not a batch"

@@ -4,10 +4,10 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
-from ledgerflow.cache import CacheError, RedisBalanceCache
-from ledgerflow.clock import SystemClock
-from ledgerflow.leadership import LeadershipLost
-from ledgerflow.publisher import BalancePublisher
+from ledgerflow.cluster.leadership import LeadershipLost
+from ledgerflow.core.clock import SystemClock
+from ledgerflow.kv.balance_store import BalanceStoreError, RedisBalanceStore
+from ledgerflow.transactions.publisher import BalancePublisher, PostgresBalanceLedger
 
 from .conftest import take_term
 
@@ -38,30 +38,38 @@ async def test_publishes_every_balance_as_an_exact_decimal_string(
         await conn.execute(
             "INSERT INTO initial_data (provider_name, initial_value) VALUES ('Amex', 12.50)"
         )
-    cache = RedisBalanceCache(redis_url)
+    cache = RedisBalanceStore(redis_url)
     term = await take_term(conn)
-    publication = await BalancePublisher(conn, cache, SystemClock(), term, "test").publish(BOUNDARY)
+    publication = await BalancePublisher(
+        PostgresBalanceLedger(conn), cache, SystemClock(), term, "test"
+    ).publish(BOUNDARY)
     await cache.close()
     expected = {"1_Visa": "1900", "2_Mastercard": "1800", "3_Amex": "12.5"}
     assert publication.keys == expected
     assert {key: await client.get(key) for key in expected} == expected
     assert sorted(await client.keys("*")) == sorted(expected)  # nothing else is written
-    assert await rows(conn, "SELECT term, provider_count FROM ledgerflow_publishes") == [(term, 3)]
+    assert await rows(conn, "SELECT term, provider_count FROM ledgerflow.publishes") == [(term, 3)]
 
 
 async def test_a_boundary_published_by_a_previous_leader_is_not_published_again(
     seeded: Any, redis_url: str, client: redis.Redis
 ) -> None:
     conn = seeded
-    cache = RedisBalanceCache(redis_url)
+    cache = RedisBalanceStore(redis_url)
     old = await take_term(conn, "old")
-    await BalancePublisher(conn, cache, SystemClock(), old, "old").publish(BOUNDARY)
+    await BalancePublisher(PostgresBalanceLedger(conn), cache, SystemClock(), old, "old").publish(
+        BOUNDARY
+    )
     await client.flushdb()
     new = await take_term(conn, "new")
-    publication = await BalancePublisher(conn, cache, SystemClock(), new, "new").publish(BOUNDARY)
+    publication = await BalancePublisher(
+        PostgresBalanceLedger(conn), cache, SystemClock(), new, "new"
+    ).publish(BOUNDARY)
     assert publication.skipped
     assert await client.dbsize() == 0
-    later = await BalancePublisher(conn, cache, SystemClock(), new, "new").publish(BOUNDARY + 60)
+    later = await BalancePublisher(
+        PostgresBalanceLedger(conn), cache, SystemClock(), new, "new"
+    ).publish(BOUNDARY + 60)
     assert not later.skipped
     await cache.close()
 
@@ -70,20 +78,24 @@ async def test_a_deposed_leader_cannot_publish(
     seeded: Any, redis_url: str, client: redis.Redis
 ) -> None:
     conn = seeded
-    cache = RedisBalanceCache(redis_url)
+    cache = RedisBalanceStore(redis_url)
     old = await take_term(conn, "old")
     await take_term(conn, "new")
     with pytest.raises(LeadershipLost):
-        await BalancePublisher(conn, cache, SystemClock(), old, "old").publish(BOUNDARY)
+        await BalancePublisher(
+            PostgresBalanceLedger(conn), cache, SystemClock(), old, "old"
+        ).publish(BOUNDARY)
     assert await client.dbsize() == 0
     await cache.close()
 
 
 async def test_keydb_down_raises_cache_error_and_records_no_publication(seeded: Any) -> None:
     conn = seeded
-    cache = RedisBalanceCache("redis://127.0.0.1:1/0", timeout=0.5)  # nothing listens on port 1
+    cache = RedisBalanceStore("redis://127.0.0.1:1/0", timeout=0.5)  # nothing listens on port 1
     term = await take_term(conn)
-    with pytest.raises(CacheError):
-        await BalancePublisher(conn, cache, SystemClock(), term, "test").publish(BOUNDARY)
-    assert await rows(conn, "SELECT count(*) FROM ledgerflow_publishes") == [(0,)]
+    with pytest.raises(BalanceStoreError):
+        await BalancePublisher(
+            PostgresBalanceLedger(conn), cache, SystemClock(), term, "test"
+        ).publish(BOUNDARY)
+    assert await rows(conn, "SELECT count(*) FROM ledgerflow.publishes") == [(0,)]
     await cache.close()

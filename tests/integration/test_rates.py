@@ -8,9 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from ledgerflow import dumps
-from ledgerflow.queries import query
-from ledgerflow.rates import BadRequest, RatesQuery, daily_rates, parse_rates_query
+from ledgerflow.rates import dumps
+from ledgerflow.rates.lanes import QUERIES, BadRequest, RatesQuery, daily_rates, parse_rates_query
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +114,7 @@ async def test_the_rates_query_finds_the_lane_in_its_index(lanes: Any) -> None:
     """The codes compare in the index's collation, or the index cannot look them up."""
     await lanes.execute("SET enable_seqscan = off")  # a tiny table would be scanned anyway
     cursor = await lanes.execute(
-        "EXPLAIN (COSTS OFF) " + query("daily_rates"),
+        "EXPLAIN (COSTS OFF) " + QUERIES["daily_rates"],
         {
             "date_from": date(2021, 1, 1),
             "date_to": date(2021, 1, 3),

@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from ledgerflow.broker import QueueConsumer
-from ledgerflow.ingest import BatchWriter, Delivery
-from ledgerflow.worker import prepare_redeliveries
+from ledgerflow.messaging.delivery import Delivery
+from ledgerflow.messaging.rabbitmq import QueueConsumer
+from ledgerflow.runtime.worker import prepare_redeliveries
+from ledgerflow.transactions.writer import BatchWriter
 
 from .conftest import eventually, take_term
 
@@ -22,8 +23,8 @@ async def lead(
 ) -> tuple[QueueConsumer, BatchWriter, list[Delivery]]:
     """Become the leader of a new term the way the worker does."""
     received: list[Delivery] = []
-    broker = QueueConsumer(amqp_url, queue, prefetch=100, on_delivery=received.append)
-    await broker.start()
+    broker = QueueConsumer(amqp_url, queue, prefetch=100)
+    await broker.start(received.append)
     writer = BatchWriter(conn, queue, "test", await take_term(conn), max_body_bytes=1024)
     await prepare_redeliveries(broker, writer)
     return broker, writer, received

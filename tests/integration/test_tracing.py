@@ -8,8 +8,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from ledgerflow.core.tracing import MessageTracer
 from ledgerflow.settings import load_settings
-from ledgerflow.tracing import MessageTracer
 
 from .conftest import eventually
 
@@ -55,14 +55,14 @@ async def test_a_message_trace_runs_from_receipt_to_publication(
 
 
 def test_tracing_is_off_without_otel_variables() -> None:
-    from ledgerflow.tracing import configure
+    from ledgerflow.core.tracing import configure
 
     assert not configure(load_settings()).enabled
 
 
 def test_an_unknown_exporter_is_a_configuration_error_naming_the_variable() -> None:
+    from ledgerflow.core.tracing import configure
     from ledgerflow.settings import ConfigError
-    from ledgerflow.tracing import configure
 
     with pytest.raises(ConfigError, match="OTEL_TRACES_EXPORTER"):
         configure(load_settings(otel_traces_exporter="jaeger-thrift"))

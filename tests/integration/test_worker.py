@@ -26,14 +26,14 @@ async def test_worker_stores_messages_and_publishes_on_every_boundary(
     publish(b'{"id": 1, "value": 600}')
     publish(b"this is not a transaction")
     await eventually(lambda: scalar(conn, "SELECT count(*) = 4 FROM historical_transactions"))
-    await eventually(lambda: scalar(conn, "SELECT count(*) >= 6 FROM ledgerflow_publishes"))
+    await eventually(lambda: scalar(conn, "SELECT count(*) >= 6 FROM ledgerflow.publishes"))
     await running.stop()
 
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     assert await client.mget("1_Visa", "2_Mastercard") == ["1900", "1800"]
     await client.aclose()
-    assert await scalar(conn, "SELECT reason FROM rejected_messages") == "invalid_json"
-    cursor = await conn.execute("SELECT lag_seconds FROM ledgerflow_publishes ORDER BY boundary")
+    assert await scalar(conn, "SELECT reason FROM ledgerflow.rejected_messages") == "invalid_json"
+    cursor = await conn.execute("SELECT lag_seconds FROM ledgerflow.publishes ORDER BY boundary")
     offsets = [row[0] for row in await cursor.fetchall()]
     # The brief tolerates one second; every publication must be well inside it.
     assert all(0 <= offset < 1.0 for offset in offsets), offsets
@@ -56,11 +56,11 @@ async def test_stopping_commits_and_acknowledges_what_was_received(
     running = await start_worker(batch_max_wait=10, batch_size=1000, publish_interval=60)
     for value in range(50):
         publish(f'{{"id": 2, "value": {value}}}'.encode())
-    await eventually(lambda: scalar(conn, "SELECT term = 1 FROM ledgerflow_leadership"))
+    await eventually(lambda: scalar(conn, "SELECT term = 1 FROM ledgerflow.leadership"))
     await asyncio.sleep(0.5)  # the deliveries arrive and wait for the batch window
-    assert await scalar(conn, "SELECT count(*) FROM ledgerflow_messages") == 0
+    assert await scalar(conn, "SELECT count(*) FROM ledgerflow.messages") == 0
     await running.stop()
-    assert await scalar(conn, "SELECT count(*) FROM ledgerflow_messages") == 50
+    assert await scalar(conn, "SELECT count(*) FROM ledgerflow.messages") == 50
     assert await scalar(
         conn, "SELECT sum(transaction_value) FROM historical_transactions WHERE id > 3"
     ) == sum(range(50))
@@ -75,7 +75,7 @@ async def test_worker_recovers_when_its_database_sessions_are_killed(
 ) -> None:
     conn = seeded
     running = await start_worker(retry_delay=0.2)
-    await eventually(lambda: scalar(conn, "SELECT term = 1 FROM ledgerflow_leadership"))
+    await eventually(lambda: scalar(conn, "SELECT term = 1 FROM ledgerflow.leadership"))
     # PostgreSQL restarts, an administrator or a network fault ends every worker session.
     await conn.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -84,7 +84,7 @@ async def test_worker_recovers_when_its_database_sessions_are_killed(
     )
     await conn.commit()
     # It went back to standby and was elected again.
-    await eventually(lambda: scalar(conn, "SELECT term = 2 FROM ledgerflow_leadership"))
+    await eventually(lambda: scalar(conn, "SELECT term = 2 FROM ledgerflow.leadership"))
     publish(b'{"id": 2, "value": 5}')
     await eventually(lambda: scalar(conn, "SELECT count(*) = 4 FROM historical_transactions"))
     await running.stop()
@@ -101,7 +101,7 @@ async def test_ingestion_goes_on_while_keydb_is_down(
     await eventually(lambda: scalar(conn, "SELECT count(*) = 4 FROM historical_transactions"))
     await asyncio.sleep(1.5)  # at least one boundary passes with KeyDB unreachable
     assert not running.task.done()
-    assert await scalar(conn, "SELECT count(*) FROM ledgerflow_publishes") == 0
+    assert await scalar(conn, "SELECT count(*) FROM ledgerflow.publishes") == 0
     registry = running.worker.metrics.registry
     assert registry.get_sample_value("ledgerflow_publishes_total", {"result": "failed"})
     await running.stop()

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from ledgerflow.amounts import AmountError, check_amount, format_amount
+from ledgerflow.core.amounts import AmountError, check_amount, format_amount
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from ledgerflow.clock import BoundarySchedule, SystemClock, last_boundary, next_boundary
+from ledgerflow.core.clock import BoundarySchedule, SystemClock, last_boundary, next_boundary
 from ledgerflow.testing import FakeClock
 
 

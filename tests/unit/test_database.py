@@ -2,7 +2,7 @@
 
 import psycopg
 
-from ledgerflow.database import DatabaseError, restarting
+from ledgerflow.db.connections import DatabaseError, restarting
 
 
 def test_a_restarting_postgresql_is_told_apart_from_a_configuration_mistake() -> None:

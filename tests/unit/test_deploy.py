@@ -133,9 +133,12 @@ def test_workers_are_probed_drained_and_protected(overlay: str, replicas: int) -
 def test_alert_rules_refer_only_to_metrics_ledgerflow_exposes() -> None:
     import re
 
-    from ledgerflow.metrics import Metrics
+    from ledgerflow.runtime.metrics import ApiMetrics, WorkerMetrics
+    from ledgerflow.web.metrics import render
 
-    exposed = Metrics().render().decode()
+    exposed = "".join(
+        render(metrics.registry).decode() for metrics in (WorkerMetrics(), ApiMetrics())
+    )
     names = set(re.findall(r"^(ledgerflow_\w+?)(?:\{| )", exposed, re.MULTILINE))
     rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yaml").read_text())
     [group] = rules["groups"]

@@ -1,23 +1,27 @@
 """Access logs and probes of the HTTP side, in process."""
 
 import asyncio
+from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
+from starlette.types import Receive, Scope, Send
 from structlog.testing import capture_logs
 
-from ledgerflow.health import Health
-from ledgerflow.http import client_address, probe_app
-from ledgerflow.metrics import Metrics
+from ledgerflow.core.health import Health
+from ledgerflow.runtime.metrics import WorkerMetrics
+from ledgerflow.web import serving
+from ledgerflow.web.probes import probe_app
 
-TRUSTED = frozenset({"10.0.0.1", "10.0.0.2"})
+TRUSTED = ["10.0.0.1", "10.0.0.2"]
 
 
-def scope(peer: str, *forwarded: str) -> dict[str, object]:
-    return {
-        "client": (peer, 50000),
-        "headers": [(b"x-forwarded-for", value.encode()) for value in forwarded],
-    }
+def behind_proxies(app: Any, trusted: list[str]) -> Any:
+    """``app`` as ledgerflow's uvicorn configuration serves it (proxy headers included)."""
+    config = serving.config(app, "127.0.0.1", 0, trusted)
+    config.load()
+    return config.loaded_app
 
 
 @pytest.mark.parametrize(
@@ -32,15 +36,33 @@ def scope(peer: str, *forwarded: str) -> dict[str, object]:
         ("10.0.0.1", [], "10.0.0.1"),
     ],
 )
-def test_client_address_believes_forwarded_for_only_from_trusted_proxies(
+async def test_client_address_believes_forwarded_for_only_from_trusted_proxies(
     peer: str, forwarded: list[str], client: str
 ) -> None:
-    assert client_address(scope(peer, *forwarded), TRUSTED) == client
+    seen: list[str] = []
+
+    async def app(scope: Scope, _receive: Receive, _send: Send) -> None:
+        seen.append(scope["client"][0])
+
+    scope = {
+        "type": "http",
+        "client": (peer, 50000),
+        "headers": [(b"x-forwarded-for", value.encode()) for value in forwarded],
+    }
+
+    async def receive() -> Any:
+        return {"type": "http.request"}
+
+    async def send(_message: Any) -> None:
+        return None
+
+    await behind_proxies(app, TRUSTED)(scope, receive, send)
+    assert seen == [client]
 
 
 def test_access_lines_carry_client_method_path_status_bytes_and_agent() -> None:
-    app = probe_app(Health(role="standby"), Metrics(), trusted_proxies=["testclient"])
-    with capture_logs() as logs, TestClient(app) as client:
+    app = probe_app(Health(role="standby"), WorkerMetrics().registry)
+    with capture_logs() as logs, TestClient(behind_proxies(app, ["testclient"])) as client:
         response = client.get(
             "/healthz", headers={"X-Forwarded-For": "203.0.113.9", "User-Agent": "probe/1"}
         )
@@ -52,8 +74,19 @@ def test_access_lines_carry_client_method_path_status_bytes_and_agent() -> None:
     assert line["user_agent"] == "probe/1"
 
 
+def test_metrics_expose_the_process_registry() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics()
+    metrics.leader.set(1)
+    with TestClient(probe_app(Health(), metrics.registry)) as client:
+        text = client.get("/metrics").text
+    assert "ledgerflow_leader 1.0" in text
+    with TestClient(probe_app(Health(), registry)) as client:
+        assert "ledgerflow_leader" not in client.get("/metrics").text
+
+
 def test_errors_are_json() -> None:
-    with TestClient(probe_app(Health(), None, [])) as client:
+    with TestClient(probe_app(Health(), None)) as client:
         response = client.get("/nowhere")
     assert response.status_code == 404
     assert response.json() == {"error": "no route /nowhere"}

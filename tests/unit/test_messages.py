@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledgerflow.messages import Reason, Rejection, Transaction, parse_transaction
+from ledgerflow.transactions.messages import Reason, Rejection, Transaction, parse_transaction
 
 LIMIT = 65_536
 
@@ -98,6 +98,6 @@ def test_valid_messages_round_trip_exactly(provider_id: int, value: Decimal) -> 
     )
 )
 def test_the_fast_path_reads_exactly_what_the_full_parser_reads(body: bytes) -> None:
-    from ledgerflow.messages import parse_strictly
+    from ledgerflow.transactions.messages import parse_strictly
 
     assert parse_transaction(body, LIMIT) == parse_strictly(body, LIMIT)

@@ -1,6 +1,6 @@
 from collections import Counter
 
-from ledgerflow.synthetic import generate
+from ledgerflow.rates.synthetic import generate
 
 
 def test_the_dataset_has_the_original_shape() -> None:

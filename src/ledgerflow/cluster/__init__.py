@@ -1,0 +1,1 @@
+"""Running several instances: the leader lock and its terms, and the registry of workers."""

@@ -1,0 +1,1 @@
+"""KeyDB (or Redis): where balances are published, and the persistent LRU cache."""

@@ -1,0 +1,45 @@
+"""One message as the broker handed it over, whatever the domain that consumes it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message as the broker handed it over."""
+
+    body: bytes
+    tag: int
+    redelivered: bool
+    received_at: datetime
+    message_id: str | None = None
+    # A mapping, or an object whose attributes are the properties (pika's BasicProperties):
+    # turned into JSON only for the rare message that is rejected.
+    properties: Any = field(default_factory=dict)
+    trace: Any = None  # the message's span context when tracing is on
+
+
+def properties_json(properties: Any) -> Any:
+    """The AMQP properties of a delivery as JSON that PostgreSQL's jsonb accepts."""
+    if not isinstance(properties, Mapping):
+        properties = {k: v for k, v in vars(properties).items() if v is not None}
+    return _json_safe(properties)
+
+
+def _json_safe(value: Any) -> Any:
+    """AMQP properties as JSON that PostgreSQL's jsonb accepts (no NUL, bytes as text)."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "backslashreplace")
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
+    if isinstance(value, dict):
+        return {_json_safe(str(k)): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _json_safe(str(value))

@@ -1,0 +1,94 @@
+"""``ledgerflow run``: the worker and the example producer as child processes, supervised."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+import structlog
+
+from ledgerflow.db.connections import describe
+from ledgerflow.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+CHILDREN = {
+    "worker": ["worker"],
+    "producer": ["produce", "--no-seed-data"],
+    "api": ["api"],
+}
+
+
+def where_to_look(settings: Settings) -> str:
+    """The lines ``ledgerflow run`` prints so a user knows what to watch."""
+    return "\n".join(
+        [
+            "ledgerflow is running: a worker (consumer and minute publisher), the producer"
+            " and the API.",
+            f"  queue     {settings.queue} on {settings.amqp_url.split('@')[-1]}",
+            f"  database  {describe(settings.database_url)}"
+            "  (tables historical_transactions, ledgerflow.rejected_messages)",
+            f"  balances  {settings.redis_url}  (keys <id>_<provider_name>, e.g. 1_Visa),"
+            " written at every minute boundary",
+            "  watch     the 'balances.published' lines below,"
+            " or: redis-cli MGET 1_Visa 2_Mastercard",
+            *(
+                [
+                    f"  health    http://127.0.0.1:{settings.metrics_port}/healthz, /readyz;"
+                    f" metrics at /metrics; `ledgerflow status` for every worker"
+                ]
+                if settings.metrics_port
+                else []
+            ),
+            f"  rates     curl 'http://127.0.0.1:{settings.http_port}/rates?date_from=2021-01-01"
+            "&date_to=2021-01-07&orig_code=north&dest_code=south'  (a synthetic sample)",
+            "Press Ctrl-C to stop.",
+        ]
+    )
+
+
+def run_local(settings: Settings, grace: float = 15.0) -> int:
+    """Start the children, stop all of them when one exits or on a signal; return an exit code.
+
+    A child that exits on its own is a failure: the others are stopped and its exit code
+    (or 1) is returned, so nothing lingers half-alive.
+    """
+    print(where_to_look(settings), file=sys.stderr, flush=True)
+    children = {
+        name: subprocess.Popen([sys.executable, "-m", "ledgerflow", *args])
+        for name, args in CHILDREN.items()
+    }
+    stopping = False
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, request_stop)
+
+    code = 0
+    while not stopping:
+        for name, child in children.items():
+            status = child.poll()
+            if status is not None:
+                log.error("run.child_exited", child=name, exit_code=status)
+                code = status or 1
+                stopping = True
+        time.sleep(0.2)
+
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for name, child in children.items():
+        try:
+            child.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.error("run.child_killed", child=name, after_seconds=grace)
+            child.kill()
+            child.wait()
+    return code

@@ -1,0 +1,311 @@
+"""The worker: standby until elected, then consumer and minute publisher under supervision."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import psycopg
+import structlog
+
+from ledgerflow.cluster.leadership import Leadership, LeadershipLost
+from ledgerflow.cluster.registry import WorkerRecord, forget, heartbeat_forever
+from ledgerflow.core.clock import BoundarySchedule, Clock, SystemClock
+from ledgerflow.core.health import Health
+from ledgerflow.core.tracing import MessageTracer
+from ledgerflow.core.tracing import configure as configure_tracing
+from ledgerflow.db.connections import DatabaseError, connect
+from ledgerflow.db.migrate import installed_domains
+from ledgerflow.kv.balance_store import RedisBalanceStore
+from ledgerflow.messaging.rabbitmq import BrokerError, QueueConsumer
+from ledgerflow.rates.cache import RatesCache
+from ledgerflow.rates.price_feed import PriceFeed
+from ledgerflow.runtime.checks import dependency_checks
+from ledgerflow.runtime.metrics import WorkerMetrics
+from ledgerflow.settings import Settings
+from ledgerflow.transactions.batching import BatchingConsumer
+from ledgerflow.transactions.publisher import (
+    BalancePublisher,
+    PostgresBalanceLedger,
+    publish_forever,
+)
+from ledgerflow.transactions.writer import BatchResult, BatchWriter
+from ledgerflow.web.probes import probe_app
+from ledgerflow.web.serving import server
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+# Losing a dependency sends the worker back to standby; anything else is a bug and ends it.
+RECOVERABLE = (
+    LeadershipLost,
+    DatabaseError,
+    BrokerError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,  # a connection that was already closed under us
+)
+
+
+class Worker:
+    """One ledgerflow instance: waits as a standby, leads when it holds the leader lock."""
+
+    def __init__(
+        self, settings: Settings, clock: Clock | None = None, tracer: MessageTracer | None = None
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.leadership = Leadership(settings.database_url, settings.instance)
+        self.retry_delay = 2.0
+        self.metrics = WorkerMetrics()
+        self.health = Health(checks=dependency_checks(settings))
+        self.tracer = tracer or configure_tracing(settings)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set and return; raise if a supervised task dies.
+
+        Besides the worker itself this runs its heartbeat and, unless
+        LEDGERFLOW_METRICS_PORT is 0, the HTTP endpoints. If any of them ends, the others
+        are stopped and the failure propagates, so the process never lingers half-alive.
+        """
+        settings = self.settings
+        http = None
+        if settings.metrics_port:
+            app = probe_app(self.health, self.metrics.registry)
+            http = server(
+                app, settings.http_host, settings.metrics_port, settings.trusted_proxy_list
+            )
+        address = f"{socket.gethostname()}:{settings.metrics_port}" if http else None
+        record = WorkerRecord(settings.instance, settings.queue, address)
+        supervised = [
+            asyncio.create_task(self._serve(stop), name="worker"),
+            asyncio.create_task(
+                heartbeat_forever(settings.database_url, record, self.health), name="heartbeat"
+            ),
+        ]
+        if http is not None:
+            supervised.append(asyncio.create_task(http.serve(), name="http"))
+        for task in supervised:
+            self.health.supervise(task)
+        clean = False
+        try:
+            done, _ = await asyncio.wait(supervised, return_when=asyncio.FIRST_COMPLETED)
+            ended = done.pop()
+            ended.result()  # a failure propagates from here
+            if ended.get_name() != "worker":
+                raise RuntimeError(f"the {ended.get_name()} task stopped on its own")
+            clean = True
+        except BaseException as exc:
+            log.error("worker.task_failed", error=repr(exc))
+            raise
+        finally:
+            if http is not None:
+                http.should_exit = True
+            for task in supervised:
+                if task.get_name() != "http":
+                    task.cancel()
+            await asyncio.gather(*supervised, return_exceptions=True)
+            if clean:  # a clean stop leaves the registry; a crash stays there, to be seen
+                with contextlib.suppress(DatabaseError, psycopg.Error):
+                    await forget(settings.database_url, settings.instance)
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                self._role("standby")
+                term = await _until_stopped(self.leadership.acquire(), stop)
+                if term is None:
+                    return
+                try:
+                    self._role("active")
+                    await self._lead(term, stop)
+                except RECOVERABLE as exc:
+                    log.warning("worker.lead_interrupted", error=str(exc), term=term)
+                    self.metrics.reconnects.labels(_dependency(exc)).inc()
+                finally:
+                    await self.leadership.release()
+                if not stop.is_set():
+                    await _until_stopped(asyncio.sleep(self.retry_delay), stop)
+        finally:
+            self._role("standby")
+            await self.leadership.release()
+
+    def _role(self, role: str) -> None:
+        if role != self.health.role:
+            self.health.role = role
+            self.health.role_changed.set()
+        self.metrics.leader.set(1 if role == "active" else 0)
+
+    async def _lead(self, term: int, stop: asyncio.Event) -> None:
+        settings = self.settings
+        async with contextlib.AsyncExitStack() as stack:
+            ingest_conn = await connect(settings.database_url)
+            stack.push_async_callback(ingest_conn.close)
+            publish_conn = await connect(settings.database_url)
+            stack.push_async_callback(publish_conn.close)
+            store = RedisBalanceStore(settings.redis_url)
+            stack.push_async_callback(store.close)
+
+            writer = BatchWriter(
+                ingest_conn, settings.queue, settings.instance, term, settings.max_body_bytes
+            )
+            publisher = BalancePublisher(
+                PostgresBalanceLedger(publish_conn), store, self.clock, term, settings.instance
+            )
+            broker = QueueConsumer(
+                settings.amqp_url,
+                settings.queue,
+                settings.prefetch,
+                self.tracer,
+                fast_path=settings.amqp_fast_path,
+            )
+            stack.push_async_callback(broker.close)
+            consumer = BatchingConsumer(
+                writer,
+                ack=broker.ack,
+                batch_size=settings.batch_size,
+                max_wait=settings.batch_max_wait,
+                on_batch=self._batch_committed,
+                tracer=self.tracer,
+            )
+            await broker.start(consumer.deliver)
+            await prepare_redeliveries(broker, writer)
+            feed = await self._price_feed(stack)
+            log.info("worker.active", term=term, queue=settings.queue)
+
+            tasks = {
+                asyncio.create_task(self.leadership.watch(), name="leadership"),
+                asyncio.create_task(consumer.run(), name="ingest"),
+                asyncio.create_task(self._publish_forever(publisher), name="publish"),
+                asyncio.create_task(broker.closed(), name="broker"),
+                asyncio.create_task(self._watch_backlog(broker), name="backlog"),
+            }
+            if feed is not None:
+                tasks.add(asyncio.create_task(feed.run(), name="prices"))
+            stopping = asyncio.create_task(stop.wait(), name="stop")
+            try:
+                done, _ = await asyncio.wait(
+                    {*tasks, stopping}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if stopping in done:
+                    await self._drain(tasks, broker, consumer)
+                    return
+                for task in done:
+                    task.result()  # raises the failure that ended leadership
+                raise RuntimeError(f"task {next(iter(done)).get_name()} ended unexpectedly")
+            finally:
+                for task in (*tasks, stopping):
+                    task.cancel()
+                await asyncio.gather(*tasks, stopping, return_exceptions=True)
+
+    async def _drain(
+        self, tasks: set[asyncio.Task[Any]], broker: QueueConsumer, consumer: BatchingConsumer
+    ) -> None:
+        """Stop taking messages, commit and acknowledge what was received, then return."""
+        log.info("worker.draining", pending=consumer.pending)
+        ingest = next(t for t in tasks if t.get_name() == "ingest")
+        await broker.stop_consuming()
+        # The commit in progress finishes rather than being cancelled half-way.
+        consumer.finish()
+        await ingest
+        log.info("worker.drained")
+
+    async def _publish_forever(self, publisher: BalancePublisher) -> None:
+        schedule = BoundarySchedule(self.settings.publish_interval, self.clock)
+        await publish_forever(publisher, schedule, self.metrics.ingest, self.health, self.tracer)
+
+    async def _price_feed(self, stack: contextlib.AsyncExitStack) -> PriceFeed | None:
+        """Price batches from their queue, while this worker leads (see rates.price_feed),
+        if a queue is configured and the database has the rates tables."""
+        settings = self.settings
+        if not settings.price_batch_queue:
+            return None
+        conn = await connect(settings.database_url)
+        stack.push_async_callback(conn.close)
+        rates_installed = "rates" in await installed_domains(conn)
+        await conn.rollback()
+        if not rates_installed:
+            log.info(
+                "worker.price_feed_off",
+                queue=settings.price_batch_queue,
+                reason="this database has no rates tables (ledgerflow migrate --rates adds them)",
+            )
+            return None
+        cache = RatesCache.from_url(settings.cache_url)
+        stack.push_async_callback(cache.close)
+        broker = QueueConsumer(
+            settings.amqp_url,
+            settings.price_batch_queue,
+            1,
+            ledger=False,
+            fast_path=settings.amqp_fast_path,
+        )
+        stack.push_async_callback(broker.close)
+        return PriceFeed(conn, broker, on_commit=cache.invalidate)
+
+    async def _watch_backlog(self, broker: QueueConsumer, every: float = 5.0) -> None:
+        while True:
+            self.metrics.ingest.backlog.set(await broker.backlog())
+            await asyncio.sleep(every)
+
+    def _batch_committed(self, result: BatchResult, seconds: float) -> None:
+        self.metrics.ingest.batch(result, seconds)
+        log.debug(
+            "batch.committed",
+            batch_id=result.batch_id,
+            stored=result.stored,
+            rejected=result.rejected,
+            duplicates=result.duplicates,
+            redelivered=result.redelivered,
+            commit_ms=round(seconds * 1000, 1),
+        )
+        if result.rejected:
+            log.info(
+                "batch.rejected_messages",
+                batch_id=result.batch_id,
+                reasons=dict(result.rejected_by_reason),
+            )
+
+
+def _dependency(error: BaseException) -> str:
+    if isinstance(error, BrokerError):
+        return "rabbitmq"
+    if isinstance(error, LeadershipLost):
+        return "leadership"
+    return "postgres"
+
+
+async def prepare_redeliveries(broker: QueueConsumer, writer: BatchWriter) -> None:
+    """Learn which committed messages RabbitMQ will deliver again (see QueueConsumer)."""
+    acknowledged = await broker.last_acknowledged()
+    if acknowledged is None:
+        if await writer.has_batches():
+            log.warning(
+                "worker.ack_marker_missing",
+                detail="the acknowledgement marker queue was emptied or deleted; assuming "
+                "every committed batch was acknowledged",
+            )
+            return
+        await broker.mark_acknowledged(0)
+        acknowledged = 0
+    expected = await writer.expect_redeliveries(acknowledged)
+    if expected:
+        log.info("worker.expecting_redeliveries", messages=expected, after_batch=acknowledged)
+
+
+async def _until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """Run ``work`` unless ``stop`` is set first; then cancel it and return None."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None

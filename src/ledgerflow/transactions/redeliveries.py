@@ -1,0 +1,60 @@
+"""Recognising the messages RabbitMQ delivers again after a crash.
+
+A batch committed in PostgreSQL whose acknowledgement RabbitMQ never processed comes back
+first after a restart, in the same order, flagged as redelivered. Its messages are known
+by their bodies' SHA-256 digests (loaded from the batches committed after the last
+acknowledged one), so they are recorded as redelivered instead of being stored twice,
+even without a message_id. The first delivery that breaks the expected sequence ends the
+recognition: from then on every message is new (docs/delivery.md has the argument).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Match:
+    """What ``RedeliveryMatcher.match`` found in one batch."""
+
+    recognised: list[bool]  # per delivery: a redelivery of a committed message
+    position: int  # where the next batch's matching starts, once this one is committed
+    broke_at: int | None  # the delivery that broke the expected sequence, if one did
+    unmatched: int  # expected redeliveries given up on at the break (0 without one)
+
+
+class RedeliveryMatcher:
+    """The digests of the committed but unacknowledged messages, in the order RabbitMQ
+    delivers them again, and how far the deliveries have matched them."""
+
+    def __init__(self, expected: Sequence[bytes]) -> None:
+        self._expected = list(expected)
+        self._position = 0
+
+    def __len__(self) -> int:
+        return len(self._expected)
+
+    @property
+    def remaining(self) -> int:
+        """Redeliveries still expected."""
+        return len(self._expected) - self._position
+
+    def match(self, redelivered: Sequence[bool], digests: Sequence[bytes]) -> Match:
+        """Which of a batch's deliveries (their redelivered flags and body digests, in
+        delivery order) repeat committed messages. Changes nothing until ``advance``."""
+        recognised = [False] * len(digests)
+        position = self._position
+        for i, digest in enumerate(digests):
+            if position >= len(self._expected):
+                break
+            if redelivered[i] and digest == self._expected[position]:
+                recognised[i] = True
+                position += 1
+            else:
+                return Match(recognised, len(self._expected), i, len(self._expected) - position)
+        return Match(recognised, position, None, 0)
+
+    def advance(self, match: Match) -> None:
+        """Move past a batch's matches once that batch has committed."""
+        self._position = match.position
