@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 help:
 	@echo "make run    run ledgerflow locally with the example producer (services started as needed)"
 	@echo "make test   run every test against real PostgreSQL, RabbitMQ and Redis"
-	@echo "make lint   ruff and mypy"
+	@echo "make lint   import contracts, ruff and mypy (strict, on src and tests)"
 
 install: $(VENV)/.installed
 
@@ -60,13 +60,14 @@ soak: install services
 	$(BIN)/python -m bench.soak
 
 lint: install
+	$(BIN)/lint-imports
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

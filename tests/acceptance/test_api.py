@@ -2,11 +2,10 @@
 
 import json
 import signal
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import httpx2
 import pytest
 
 from ..conftest import free_port
@@ -14,13 +13,13 @@ from .conftest import Process, can_restart, eventually, query, restart_postgresq
 
 
 def get(url: str) -> tuple[int, bytes]:
+    """The status and body of a GET, or ``(0, b"")`` where no answer came (refused, timed out,
+    closed)."""
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-    except OSError:
+        response = httpx2.get(url, timeout=5, follow_redirects=True)
+    except httpx2.TransportError:
         return 0, b""
+    return response.status_code, response.content
 
 
 class Api:
@@ -134,14 +133,14 @@ def test_rates_are_answered_again_once_postgresql_has_restarted(db_url: str, api
 
 
 def post(url: str, body: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": content_type}
+    response = httpx2.post(
+        url,
+        content=body,
+        headers={"Content-Type": content_type},
+        timeout=30,
+        follow_redirects=True,
     )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return response.status_code, json.loads(response.content)
 
 
 def test_price_batches_over_http_are_atomic_and_idempotent(db_url: str, api: Api) -> None:

@@ -2,10 +2,10 @@
 
 import json
 import signal
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import httpx2
 import pika
 import redis
 
@@ -108,8 +108,9 @@ def test_run_brings_up_the_example_and_stops_cleanly(
 
 
 def _get_json(url: str) -> Any:
+    """The JSON body of a successful GET, or None for no answer or an error status."""
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return json.loads(response.read())
-    except OSError:
+        response = httpx2.get(url, timeout=5, follow_redirects=True)
+    except httpx2.TransportError:
         return None
+    return json.loads(response.content) if response.is_success else None

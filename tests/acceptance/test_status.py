@@ -1,5 +1,6 @@
 """`ledgerflow status` and process supervision, with real worker processes."""
 
+import functools
 import re
 import signal
 import socket
@@ -28,7 +29,8 @@ def start_pair(
             name,
         )
         eventually(
-            lambda name=name: query(
+            functools.partial(
+                query,
                 db_url,
                 "SELECT 1 FROM ledgerflow.workers WHERE instance = %s AND role <> 'starting'",
                 name,

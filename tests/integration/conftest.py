@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -12,6 +11,10 @@ from ledgerflow.core.tracing import MessageTracer
 from ledgerflow.db.connections import connect
 from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import load_settings
+
+from ..polling import eventually
+
+__all__ = ["eventually"]
 
 pytestmark = pytest.mark.integration
 
@@ -49,19 +52,6 @@ async def take_term(conn: psycopg.AsyncConnection[Any], instance: str = "test") 
         row = await cursor.fetchone()
     assert row is not None
     return int(row[0])
-
-
-async def eventually(check: Callable[[], Any], within: float = 10.0) -> Any:
-    """Call ``check`` (awaiting it if need be) until it returns something true."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, f"timed out after {within} s"
-        await asyncio.sleep(0.02)
 
 
 class RunningWorker:
@@ -118,7 +108,7 @@ async def start_worker(
 
 async def scalar(conn: psycopg.AsyncConnection[Any], sql: str) -> Any:
     """The first column of the first row, in a transaction of its own."""
-    cursor = await conn.execute(sql)  # type: ignore[arg-type]
+    cursor = await conn.execute(sql)
     row = await cursor.fetchone()
     await conn.commit()
     return row[0] if row else None

@@ -139,9 +139,9 @@ def after_each_commit(
     """Call ``observe`` with each batch and its result once the writer committed it."""
     write = writer.write
 
-    async def observed(batch: Sequence[Prepared | Delivery]) -> BatchResult:
-        result = await write(batch)
-        observe(batch, result)
+    async def observed(items: Sequence[Prepared | Delivery]) -> BatchResult:
+        result = await write(items)
+        observe(items, result)
         return result
 
     writer.write = observed  # type: ignore[method-assign]

@@ -145,7 +145,7 @@ async def apply_as_ledgerflow_0_1(conn: psycopg.AsyncConnection[Any], below: int
     for migration in migrate.migrations():
         if migration.version >= below:
             break
-        await conn.execute(migration.text)  # type: ignore[arg-type]
+        await conn.execute(migration.text)
         await conn.execute(
             "INSERT INTO ledgerflow_migrations (version, name) VALUES (%s, %s)",
             (migration.version, migration.name),
@@ -209,7 +209,7 @@ BEFORE_AND_AFTER = {
 
 
 async def everything(conn: psycopg.AsyncConnection[Any], table: str) -> list[tuple[Any, ...]]:
-    cursor = await conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2")  # type: ignore[arg-type]
+    cursor = await conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2")
     return await cursor.fetchall()
 
 

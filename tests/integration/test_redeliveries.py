@@ -8,7 +8,7 @@ import pytest
 
 from ledgerflow.messaging.delivery import Delivery
 from ledgerflow.messaging.rabbitmq import QueueConsumer
-from ledgerflow.runtime.worker import prepare_redeliveries
+from ledgerflow.transactions.redeliveries import prepare_redeliveries
 from ledgerflow.transactions.writer import BatchWriter
 
 from .conftest import eventually, take_term

@@ -24,8 +24,7 @@ from pika.adapters.asyncio_connection import AsyncioConnection
 from ledgerflow.core.tracing import MessageTracer
 from ledgerflow.messaging import fast_path
 from ledgerflow.messaging.delivery import Delivery
-
-DeliveryHandler = Callable[[Delivery], None]
+from ledgerflow.messaging.queue import DeliveryHandler
 
 
 class BrokerError(Exception):
@@ -83,7 +82,8 @@ def marker_queue(queue: str) -> str:
 
 
 class QueueConsumer:
-    """Consumes one queue as its exclusive consumer, handing each delivery to a handler.
+    """Consumes one queue as its exclusive consumer, handing each delivery to a handler
+    (the Queue port of ledgerflow.messaging.queue).
 
     The queue is declared as the original producer declares it (durable, no arguments),
     so it can exist before ledgerflow starts. The consumer is exclusive: RabbitMQ itself

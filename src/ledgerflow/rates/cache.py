@@ -18,8 +18,10 @@ from ledgerflow.rates.price_batches import PriceBatch, changed_lanes
 
 log = structlog.get_logger(__name__)
 
-# Where cached /rates answers live in KeyDB.
-NAMESPACE = "ledgerflow:rates"
+# Where cached /rates answers live in KeyDB. "v2": the layout of one script per operation
+# and tag sets; the keys of the previous layout (ledgerflow:rates:values, :recency, :stats,
+# :tags) are not read, so none of their entries can be served without being invalidated.
+NAMESPACE = "ledgerflow:rates:v2"
 
 # lane_rates, or lane_rates through the cache.
 Answer = Callable[[psycopg.AsyncConnection[Any], Lanes], Awaitable[list[dict[str, Any]]]]

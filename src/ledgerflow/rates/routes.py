@@ -42,6 +42,12 @@ def _state(request: Request) -> RatesState:
 
 
 def _unavailable(exc: Exception) -> Response:
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        log.error("api.rates_not_installed", error=str(exc))
+        return JSONResponse(
+            {"error": "this database has no rates tables: run `ledgerflow migrate --rates`"},
+            503,
+        )
     log.warning("api.database_unavailable", error=str(exc))
     return JSONResponse({"error": "the database is unavailable; try again"}, 503)
 
@@ -56,7 +62,7 @@ async def rates(request: Request) -> Response:
             answer = await state.answer(conn, lanes)
     except BadRequest as exc:
         return JSONResponse({"error": str(exc), "parameter": exc.parameter}, 400)
-    except (psycopg.OperationalError, PoolTimeout) as exc:
+    except (psycopg.OperationalError, psycopg.errors.UndefinedTable, PoolTimeout) as exc:
         return _unavailable(exc)
     return JSONResponse({"rates": answer})
 
@@ -91,7 +97,7 @@ async def post_price_batch(request: Request) -> Response:
         return JSONResponse(exc.as_json(), 422)
     except UnicodeDecodeError:
         return JSONResponse({"error": "the CSV body is not UTF-8"}, 422)
-    except (psycopg.OperationalError, PoolTimeout) as exc:
+    except (psycopg.OperationalError, psycopg.errors.UndefinedTable, PoolTimeout) as exc:
         return _unavailable(exc)
     if not outcome.duplicate and state.cache is not None:
         await state.cache.invalidate(batch)

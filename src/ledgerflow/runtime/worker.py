@@ -32,6 +32,7 @@ from ledgerflow.transactions.publisher import (
     PostgresBalanceLedger,
     publish_forever,
 )
+from ledgerflow.transactions.redeliveries import prepare_redeliveries
 from ledgerflow.transactions.writer import BatchResult, BatchWriter
 from ledgerflow.web.probes import probe_app
 from ledgerflow.web.serving import server
@@ -275,24 +276,6 @@ def _dependency(error: BaseException) -> str:
     if isinstance(error, LeadershipLost):
         return "leadership"
     return "postgres"
-
-
-async def prepare_redeliveries(broker: QueueConsumer, writer: BatchWriter) -> None:
-    """Learn which committed messages RabbitMQ will deliver again (see QueueConsumer)."""
-    acknowledged = await broker.last_acknowledged()
-    if acknowledged is None:
-        if await writer.has_batches():
-            log.warning(
-                "worker.ack_marker_missing",
-                detail="the acknowledgement marker queue was emptied or deleted; assuming "
-                "every committed batch was acknowledged",
-            )
-            return
-        await broker.mark_acknowledged(0)
-        acknowledged = 0
-    expected = await writer.expect_redeliveries(acknowledged)
-    if expected:
-        log.info("worker.expecting_redeliveries", messages=expected, after_batch=acknowledged)
 
 
 async def _until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:

@@ -2,6 +2,9 @@
 same scenarios against the fake and the real service (tests/integration/test_contracts.py).
 """
 
+from ledgerflow.testing.balance_store import FakeBalanceStore
 from ledgerflow.testing.clock import FakeClock
+from ledgerflow.testing.ledger import FakeBalanceLedger
+from ledgerflow.testing.queue import FakeBroker, FakeQueue
 
-__all__ = ["FakeClock"]
+__all__ = ["FakeBalanceLedger", "FakeBalanceStore", "FakeBroker", "FakeClock", "FakeQueue"]

@@ -5,15 +5,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import structlog
 
 from ledgerflow.core.tracing import MessageTracer
 from ledgerflow.messaging.delivery import Delivery
-from ledgerflow.transactions.writer import BatchResult, BatchWriter, Prepared
+from ledgerflow.transactions.writer import BatchResult, Prepared
 
 log = structlog.get_logger(__name__)
+
+
+class Writer(Protocol):
+    """What the consumer needs of BatchWriter."""
+
+    def prepare(self, delivery: Delivery) -> Prepared:
+        """Hash and parse a delivery as it arrives."""
+        ...
+
+    async def write(self, items: Sequence[Prepared | Delivery]) -> BatchResult:
+        """Commit a batch; raise if it cannot be committed (nothing is then written)."""
+        ...
 
 
 class BatchingConsumer:
@@ -32,7 +45,7 @@ class BatchingConsumer:
 
     def __init__(
         self,
-        writer: BatchWriter,
+        writer: Writer,
         ack: Callable[[int, int], Awaitable[None]],
         batch_size: int,
         max_wait: float,

@@ -12,6 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from ledgerflow.messaging.queue import Queue
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,3 +65,34 @@ class RedeliveryMatcher:
     def advance(self, match: Match) -> None:
         """Move past a batch's matches once that batch has committed."""
         self._position = match.position
+
+
+class CommittedBatches(Protocol):
+    """What ``prepare_redeliveries`` asks of BatchWriter."""
+
+    async def has_batches(self) -> bool:
+        """Whether any batch of the queue was ever committed."""
+        ...
+
+    async def expect_redeliveries(self, last_acknowledged_batch: int) -> int:
+        """Expect the messages committed after that batch; return how many."""
+        ...
+
+
+async def prepare_redeliveries(broker: Queue, writer: CommittedBatches) -> None:
+    """Learn which committed messages RabbitMQ will deliver again: those of the batches
+    committed after the one the acknowledgement marker names (see QueueConsumer)."""
+    acknowledged = await broker.last_acknowledged()
+    if acknowledged is None:
+        if await writer.has_batches():
+            log.warning(
+                "worker.ack_marker_missing",
+                detail="the acknowledgement marker queue was emptied or deleted; assuming "
+                "every committed batch was acknowledged",
+            )
+            return
+        await broker.mark_acknowledged(0)
+        acknowledged = 0
+    expected = await writer.expect_redeliveries(acknowledged)
+    if expected:
+        log.info("worker.expecting_redeliveries", messages=expected, after_batch=acknowledged)
