@@ -141,9 +141,9 @@ async def pending_migrations(
 async def _applied_or_none(conn: psycopg.AsyncConnection[Any]) -> set[int]:
     """The applied versions; none when the database was never migrated. A database that
     ledgerflow 0.1 migrated keeps its record in ``public`` until it is migrated again."""
-    for name in ("applied_migrations", "applied_migrations_before_010"):
+    for query in (QUERIES["applied_migrations"], QUERIES["applied_migrations_before_010"]):
         try:
-            cursor = await conn.execute(QUERIES[name])
+            cursor = await conn.execute(query)
             return {row[0] for row in await cursor.fetchall()}
         except psycopg.errors.UndefinedTable:
             await conn.rollback()

@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One message as the broker handed it over."""
+class Delivery(NamedTuple):
+    """One message as the broker handed it over; immutable once made.
+
+    A named tuple rather than a frozen dataclass: one is made for every message, and a
+    frozen dataclass costs five times as much to make (1.5 µs against 0.3 µs, measured),
+    a tenth of what the worker spends on a message.
+    """
 
     body: bytes
     tag: int
     redelivered: bool
     received_at: datetime
     message_id: str | None = None
-    # A mapping, or an object whose attributes are the properties (pika's BasicProperties):
-    # turned into JSON only for the rare message that is rejected.
-    properties: Any = field(default_factory=dict)
+    # A mapping, or an object whose attributes are the properties (pika's BasicProperties),
+    # or None: turned into JSON only for the rare message that is rejected.
+    properties: Any = None
     trace: Any = None  # the message's span context when tracing is on
 
 
 def properties_json(properties: Any) -> Any:
     """The AMQP properties of a delivery as JSON that PostgreSQL's jsonb accepts."""
+    if properties is None:
+        return {}
     if not isinstance(properties, Mapping):
         properties = {k: v for k, v in vars(properties).items() if v is not None}
     return _json_safe(properties)

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import pika
 import pika.channel
@@ -50,9 +49,8 @@ _COMMON_PROPERTIES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class RawDelivery:
-    """One delivery as it came off the wire."""
+class RawDelivery(NamedTuple):
+    """One delivery as it came off the wire (a named tuple: one is made per message)."""
 
     tag: int
     redelivered: bool

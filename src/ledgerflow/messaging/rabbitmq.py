@@ -299,15 +299,7 @@ class QueueConsumer:
                     "messaging.rabbitmq.delivery_tag": tag,
                 },
             )
-        delivery = Delivery(
-            body=body,
-            tag=tag,
-            redelivered=redelivered,
-            received_at=received_at,
-            message_id=props.message_id,
-            properties=props,
-            trace=trace,
-        )
+        delivery = Delivery(body, tag, redelivered, received_at, props.message_id, props, trace)
         assert self._on_delivery is not None, "start() first"
         self._on_delivery(delivery)
 

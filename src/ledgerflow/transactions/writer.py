@@ -7,7 +7,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 import structlog
@@ -27,10 +27,10 @@ DIGEST = hashlib.sha256().digest_size
 OUTCOME_LETTER = {"stored": "S", "rejected": "R", "duplicate": "D", "redelivered": "A"}
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
+class Prepared(NamedTuple):
     """A delivery hashed and parsed as it arrived (``outcome`` is None if parsing failed:
-    ``BatchWriter.write`` parses it again and so fails the batch with the parser's error)."""
+    ``BatchWriter.write`` parses it again and so fails the batch with the parser's error).
+    A named tuple, as Delivery is: one is made for every message."""
 
     delivery: Delivery
     digest: bytes
