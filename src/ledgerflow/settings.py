@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ledgerflow.core import ConfigError
@@ -64,9 +65,26 @@ class Settings(BaseSettings):
     price_batch_queue: str = Field("incoming_price_batches", max_length=255)
     # The worker's /healthz, /readyz and /metrics; 0 turns them off.
     metrics_port: int = Field(9100, ge=0, le=65_535)
-    http_host: str = "0.0.0.0"
-    # Peers whose X-Forwarded-For is believed (comma-separated addresses).
+    # Where the API and the worker's endpoints listen: this machine only, unless set
+    # (0.0.0.0 in containers, behind their own network).
+    http_host: str = "127.0.0.1"
+    # Peers whose X-Forwarded-For (and LEDGERFLOW_TRUSTED_AUTH_HEADER) is believed:
+    # comma-separated addresses or networks.
     trusted_proxies: str = "127.0.0.1,::1"
+    # HTTPS: both paths, or neither.
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    # A request body larger than this is refused with 413 before it is read.
+    max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    # GET /rates answers without credentials, as the original did, unless this is true.
+    rates_require_token: bool = False
+    # Single sign-on behind a corporate proxy: a request from a trusted proxy carrying this
+    # header is the user it names (e.g. X-Remote-User). Unset: off.
+    trusted_auth_header: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,64}$")
+    # How long a console session lasts, and when repeated failed sign-ins lock a user.
+    session_hours: float = Field(12, gt=0, le=24 * 30)
+    sign_in_attempts: int = Field(5, ge=1, le=100)
+    lockout_seconds: int = Field(60, ge=1, le=86_400)
 
     instance: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
@@ -91,6 +109,20 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
         return None if value is None else _require_scheme(value, ("redis", "rediss", "unix"))
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            given, missing = (
+                ("TLS_CERTFILE", "TLS_KEYFILE")
+                if self.tls_certfile
+                else ("TLS_KEYFILE", "TLS_CERTFILE")
+            )
+            raise ValueError(f"{ENV_PREFIX}{given} needs {ENV_PREFIX}{missing} too")
+        for name, path in (("TLS_CERTFILE", self.tls_certfile), ("TLS_KEYFILE", self.tls_keyfile)):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{ENV_PREFIX}{name}: {path} is not a readable file")
+        return self
 
     @field_validator("publish_interval")
     @classmethod
@@ -126,8 +158,11 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
             message = error["msg"].removeprefix("Value error, ")
+            if not error["loc"]:  # a rule across variables: its message names them
+                problems.append(message)
+                continue
+            field = str(error["loc"][0])
             variable = field if field.isupper() else f"{ENV_PREFIX}{field.upper()}"
             problems.append(f"{variable}: {message} (got {error['input']!r})")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None

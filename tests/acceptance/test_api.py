@@ -9,7 +9,7 @@ import httpx2
 import pytest
 
 from ..conftest import free_port
-from .conftest import Process, can_restart, eventually, query, restart_postgresql
+from .conftest import Process, can_restart, eventually, query, restart_postgresql, run_ledgerflow
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -28,6 +28,18 @@ class Api:
     def __init__(self, env: dict[str, str], port: int, spawn: Callable[..., Process]) -> None:
         self.env, self.spawn = env, spawn
         self.base = f"http://127.0.0.1:{port}"
+        self._token: str | None = None
+
+    @property
+    def token(self) -> str:
+        """A token with the scope prices:write, made as an operator would."""
+        if self._token is None:
+            made = run_ledgerflow(
+                ["tokens", "create", "--scope", "prices:write", "--name", "acceptance"], self.env
+            )
+            assert made.returncode == 0, made.stderr
+            self._token = made.stdout.strip()
+        return self._token
 
     def start(self) -> Process:
         process = self.spawn(["api"], self.env)
@@ -132,11 +144,11 @@ def test_rates_are_answered_again_once_postgresql_has_restarted(db_url: str, api
     assert process.wait(25) == 0
 
 
-def post(url: str, body: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
+def post(url: str, body: bytes, content_type: str, token: str) -> tuple[int, dict[str, Any]]:
     response = httpx2.post(
         url,
         content=body,
-        headers={"Content-Type": content_type},
+        headers={"Content-Type": content_type, "Authorization": f"Bearer {token}"},
         timeout=30,
         follow_redirects=True,
     )
@@ -156,19 +168,21 @@ def test_price_batches_over_http_are_atomic_and_idempotent(db_url: str, api: Api
         for i in range(3)
     ]
     body = json.dumps({"batch_id": "client-7", "prices": prices}).encode()
-    status, answer = post(f"{base}/prices/batches", body, "application/json")
+    status, answer = post(f"{base}/prices/batches", body, "application/json", api.token)
     assert status == 201 and answer["rows"] == 3 and answer["duplicate"] is False
-    status, answer = post(f"{base}/prices/batches", body, "application/json")
+    status, answer = post(f"{base}/prices/batches", body, "application/json", api.token)
     assert status == 200 and answer["rows"] == 3 and answer["duplicate"] is True
     broken = json.dumps(
         {"batch_id": "client-8", "prices": [*prices, {**prices[0], "price": -1}]}
     ).encode()
-    status, answer = post(f"{base}/prices/batches", broken, "application/json")
+    status, answer = post(f"{base}/prices/batches", broken, "application/json", api.token)
     assert status == 422 and answer["problems"][0]["row"] == 4
     csv_body = b"orig_code,dest_code,day,price\nCNGGZ,EETLL,2021-02-02,999\n"
-    status, answer = post(f"{base}/prices/batches?batch_id=client-9", csv_body, "text/csv")
+    status, answer = post(
+        f"{base}/prices/batches?batch_id=client-9", csv_body, "text/csv", api.token
+    )
     assert status == 201 and answer["rows"] == 1
-    status, answer = post(f"{base}/prices/batches", b"{not json", "application/json")
+    status, answer = post(f"{base}/prices/batches", b"{not json", "application/json", api.token)
     assert status == 422 and "not JSON" in answer["error"]
     assert query(db_url, "SELECT count(*) FROM prices") == [(4,)]
     process.signal(signal.SIGTERM)
@@ -205,7 +219,7 @@ def test_the_rates_cache_survives_a_restart_and_follows_committed_batches(
     def batch(batch_id: str, orig: str, dest: str, day: str) -> None:
         rows = [{"orig_code": orig, "dest_code": dest, "day": day, "price": p} for p in (5, 6, 7)]
         body = json.dumps({"batch_id": batch_id, "prices": rows}).encode()
-        assert post(f"{base}/prices/batches", body, "application/json")[0] == 201
+        assert post(f"{base}/prices/batches", body, "application/json", api.token)[0] == 201
 
     batch("elsewhere", "NOOSL", "CNSHA", "2021-01-01")  # another lane: the answer stands
     assert json.loads(get(url)[1]) == first

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
+from ledgerflow.auth import store
 from ledgerflow.db import connections, migrate
 from ledgerflow.runtime.api import create_app
 from ledgerflow.settings import load_settings
@@ -25,6 +26,7 @@ async def test_a_database_without_rates_says_what_to_run(empty_db_url: str, redi
     conn = await connections.connect(empty_db_url)
     async with conn:
         await migrate.migrate(conn)  # the transactions job only
+        token = await store.create_token(conn, "t", ["prices:write"], "test")
     with client_for(empty_db_url, redis_url) as client:
         answer = client.get(
             "/rates",
@@ -45,7 +47,7 @@ async def test_a_database_without_rates_says_what_to_run(empty_db_url: str, redi
                     ],
                 }
             ),
-            headers={"content-type": "application/json"},
+            headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
         )
     for response in (answer, posted):
         assert response.status_code == 503
@@ -74,7 +76,9 @@ async def test_the_cache_answers_until_a_batch_changes_the_lane(
         ]
         return {"batch_id": batch_id, "prices": rows}
 
+    token = await store.create_token(conn, "t", ["prices:write"], "test")
     with client_for(db_url, redis_url) as client:
+        client.headers["authorization"] = f"Bearer {token}"
         empty = client.get("/rates", params=params).json()
         assert client.get("/rates", params=params).json() == empty  # from the cache
         # A batch on days the answer does not cover leaves it standing.

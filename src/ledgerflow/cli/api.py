@@ -20,7 +20,8 @@ def command(ctx: click.Context) -> None:
     from ledgerflow.web.serving import server
 
     settings = settings_of(ctx)
-    log.info("api.starting", port=settings.http_port)
+    scheme = "https" if settings.tls_certfile else "http"
+    log.info("api.starting", url=f"{scheme}://{settings.http_host}:{settings.http_port}/")
     srv = server(
         create_app(settings),
         settings.http_host,
@@ -28,6 +29,9 @@ def command(ctx: click.Context) -> None:
         settings.trusted_proxy_list,
         embedded=False,
         lifespan="on",
+        tls=(settings.tls_certfile, settings.tls_keyfile)
+        if settings.tls_certfile and settings.tls_keyfile
+        else None,
     )
     # uvicorn re-raises the stop signal once it has shut down gracefully; that signal has
     # been handled, so the process then ends normally, with exit code 0.

@@ -1,7 +1,8 @@
-"""`ledgerflow api`: the stateless HTTP API process, any number of replicas.
+"""`ledgerflow api`: the stateless HTTP API process and the console, any number of replicas.
 
-It serves ``GET /rates`` and ``POST /prices/batches``, and the same probes and metrics as
-the worker.
+It serves ``GET /rates`` and ``POST /prices/batches``, the console's pages, the OpenAPI
+document at ``/openapi.json`` with its reference at ``/docs``, and the same probes and
+metrics as the worker.
 """
 
 from __future__ import annotations
@@ -11,29 +12,47 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, TypedDict
 
+from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
-from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 
+import ledgerflow
+from ledgerflow.auth import pages as auth_pages
+from ledgerflow.auth.access import AuthState, auth_error
+from ledgerflow.auth.model import AuthError
 from ledgerflow.core.health import Health
 from ledgerflow.db.connections import keep_search_path_off_our_schema
 from ledgerflow.rates import routes as rates_routes
 from ledgerflow.rates.cache import RatesCache
 from ledgerflow.rates.lanes import lane_rates
+from ledgerflow.runtime import console
 from ledgerflow.runtime.checks import dependency_checks
 from ledgerflow.runtime.metrics import ApiMetrics
 from ledgerflow.settings import Settings
 from ledgerflow.web import probes
-from ledgerflow.web.middleware import AccessLog, RequestMetrics
+from ledgerflow.web.errors import EXCEPTION_HANDLERS
+from ledgerflow.web.middleware import AccessLog, BodyLimit, RequestMetrics, SecurityHeaders
+from ledgerflow.web.pages import STATIC_PATH, Pages, static_files
+
+DESCRIPTION = """\
+ledgerflow's HTTP API. `GET /rates` answers as the original rates service did, without
+credentials unless the server requires a token. Every change needs a token with its scope
+(`Authorization: Bearer <token>`, made with `ledgerflow tokens create`) or a signed-in
+console session with the role that allows it and the session's CSRF token
+(`X-CSRF-Token`). Errors are JSON: `{"error": "...", "parameter": "..."}`.
+"""
 
 
 class ApiState(TypedDict):
     """What the lifespan makes and every request sees as ``request.state``."""
 
+    auth: AuthState
     rates: rates_routes.RatesState
 
 
 @contextlib.asynccontextmanager
-async def lifespan(app: Starlette) -> AsyncIterator[ApiState]:
+async def lifespan(app: FastAPI) -> AsyncIterator[ApiState]:
     """Open the database pool and the rates cache for the process's lifetime."""
     settings: Settings = app.state.settings
     metrics: ApiMetrics = app.state.metrics
@@ -54,13 +73,21 @@ async def lifespan(app: Starlette) -> AsyncIterator[ApiState]:
     await pool.open(wait=False)
     try:
         yield {
+            "auth": AuthState(
+                pool=pool,
+                session_seconds=settings.session_hours * 3600,
+                sign_in_attempts=settings.sign_in_attempts,
+                lockout_seconds=settings.lockout_seconds,
+                trusted_auth_header=settings.trusted_auth_header,
+            ),
             "rates": rates_routes.RatesState(
                 pool=pool,
                 answer=cache.cached() if cache else lane_rates,
                 cache=cache,
                 max_days=settings.rates_max_days,
                 writers=asyncio.Semaphore(max(1, settings.api_pool_size // 4)),
-            )
+                require_token=settings.rates_require_token,
+            ),
         }
     finally:
         await pool.close()
@@ -68,15 +95,50 @@ async def lifespan(app: Starlette) -> AsyncIterator[ApiState]:
             await cache.close()
 
 
+async def reference(request: Request) -> Response:
+    """The API's reference, drawn from the OpenAPI document (no script needed)."""
+    app: FastAPI = request.app
+    pages: Pages = app.state.pages
+    return pages.render(request, "reference.html", spec=app.openapi())
+
+
 def create_app(settings: Settings) -> Any:
-    """The API application: rates, probes, metrics, JSON errors and access logs."""
+    """The API application: rates, console, probes, metrics, JSON errors, access logs."""
     checks = dependency_checks(settings)
     health = Health(role="serving", checks={k: checks[k] for k in ("postgres", "keydb")})
     metrics = ApiMetrics()
-    routes = [*rates_routes.ROUTES, *probes.ROUTES]
-    app = Starlette(routes=routes, exception_handlers=probes.EXCEPTION_HANDLERS, lifespan=lifespan)
+    app = FastAPI(
+        title="ledgerflow",
+        version=ledgerflow.__version__,
+        description=DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        exception_handlers={
+            **EXCEPTION_HANDLERS,
+            AuthError: auth_error,
+            auth_pages.PageRefused: auth_pages.page_refused,
+        },
+    )
+    app.include_router(rates_routes.router)
+    app.include_router(auth_pages.router)
+    app.include_router(console.router)
+    app.include_router(probes.router)
+    app.add_api_route(
+        "/docs",
+        reference,
+        methods=["GET"],
+        summary="This reference",
+        tags=["console"],
+        response_class=Response,
+        responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
+    )
+    app.mount(STATIC_PATH, static_files(), name="static")
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.pages = Pages(["ledgerflow.auth", "ledgerflow.runtime"])
     probes.probed(app, health, metrics.registry)
-    counted = RequestMetrics(app, metrics.http, {route.path for route in routes})
+    limited = BodyLimit(app, settings.max_request_bytes)
+    counted = RequestMetrics(SecurityHeaders(limited), metrics.http)
     return AccessLog(counted)

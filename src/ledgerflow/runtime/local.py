@@ -22,12 +22,23 @@ CHILDREN = {
 }
 
 
-def where_to_look(settings: Settings) -> str:
-    """The lines ``ledgerflow run`` prints so a user knows what to watch."""
+def where_to_look(settings: Settings, admin_password: str | None = None) -> str:
+    """The lines ``ledgerflow run`` prints so a user knows what to watch (and, the first
+    time, the password of the console's user ``admin``)."""
+    scheme = "https" if settings.tls_certfile else "http"
+    console = f"{scheme}://127.0.0.1:{settings.http_port}/"
+    sign_in = (
+        f"sign in as admin with the password {admin_password}  (shown once; change it with"
+        " `ledgerflow users password admin`)"
+        if admin_password
+        else "sign in as admin (its password was shown the first time;"
+        " set a new one with `ledgerflow users password admin`)"
+    )
     return "\n".join(
         [
             "ledgerflow is running: a worker (consumer and minute publisher), the producer"
             " and the API.",
+            f"  console   {console}  {sign_in}",
             f"  queue     {settings.queue} on {settings.amqp_url.split('@')[-1]}",
             f"  database  {describe(settings.database_url)}"
             "  (tables historical_transactions, ledgerflow.rejected_messages)",
@@ -43,20 +54,20 @@ def where_to_look(settings: Settings) -> str:
                 if settings.metrics_port
                 else []
             ),
-            f"  rates     curl 'http://127.0.0.1:{settings.http_port}/rates?date_from=2021-01-01"
+            f"  rates     curl '{console}rates?date_from=2021-01-01"
             "&date_to=2021-01-07&orig_code=north&dest_code=south'  (a synthetic sample)",
             "Press Ctrl-C to stop.",
         ]
     )
 
 
-def run_local(settings: Settings, grace: float = 15.0) -> int:
+def run_local(settings: Settings, admin_password: str | None = None, grace: float = 15.0) -> int:
     """Start the children, stop all of them when one exits or on a signal; return an exit code.
 
     A child that exits on its own is a failure: the others are stopped and its exit code
     (or 1) is returned, so nothing lingers half-alive.
     """
-    print(where_to_look(settings), file=sys.stderr, flush=True)
+    print(where_to_look(settings, admin_password), file=sys.stderr, flush=True)
     children = {
         name: subprocess.Popen([sys.executable, "-m", "ledgerflow", *args])
         for name, args in CHILDREN.items()

@@ -194,3 +194,12 @@ async def last_publications(conn: psycopg.AsyncConnection[Any]) -> dict[str, dic
     columns = [column.name for column in cursor.description or []]
     rows = [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]
     return {row["instance"]: row for row in rows}
+
+
+async def stored_balances(conn: psycopg.AsyncConnection[Any]) -> dict[str, str]:
+    """Every provider's balance as stored now, by KeyDB key, formatted as published."""
+    cursor = await conn.execute(QUERIES["balances"])
+    return {
+        balance_key(provider_id, name): format_amount(balance)
+        for provider_id, name, balance in await cursor.fetchall()
+    }

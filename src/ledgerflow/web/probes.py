@@ -1,38 +1,58 @@
-"""What every ledgerflow process answers over HTTP: /healthz, /readyz, /metrics, and errors
-as JSON."""
+"""What every ledgerflow process answers over HTTP: /healthz, /readyz and /metrics."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import structlog
+from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from ledgerflow.core.health import Health
+from ledgerflow.web.errors import EXCEPTION_HANDLERS
 from ledgerflow.web.metrics import CONTENT_TYPE_LATEST, render
-from ledgerflow.web.middleware import AccessLog
+from ledgerflow.web.middleware import AccessLog, SecurityHeaders
 
-log = structlog.get_logger("ledgerflow.http")
+router = APIRouter(tags=["probes"])
 
 
-async def healthz(request: Request) -> Response:
-    """Live while every supervised task runs."""
+@router.get(
+    "/healthz",
+    summary="Liveness",
+    responses={
+        200: {"description": "Every supervised task runs."},
+        500: {"description": "A supervised task has died: restart the process."},
+    },
+)
+async def healthz(request: Request) -> JSONResponse:
+    """Live while every supervised task runs; never touches a dependency."""
     live, body = _health(request).liveness()
     return JSONResponse(body, status_code=200 if live else 500)
 
 
-async def readyz(request: Request) -> Response:
+@router.get(
+    "/readyz",
+    summary="Readiness",
+    responses={
+        200: {"description": "Every dependency answers."},
+        503: {"description": "A dependency does not answer, or balances are stale."},
+    },
+)
+async def readyz(request: Request) -> JSONResponse:
     """Ready when every dependency answers (and, when active, balances are fresh)."""
     ready, body = await _health(request).readiness()
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
 async def metrics(request: Request) -> Response:
-    """The Prometheus exposition."""
+    """The Prometheus text exposition of this process's metrics."""
     registry: CollectorRegistry | None = request.app.state.registry
     return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -42,26 +62,7 @@ def _health(request: Request) -> Health:
     return health
 
 
-ROUTES = [
-    Route("/healthz", healthz),
-    Route("/readyz", readyz),
-    Route("/metrics", metrics),
-]
-
-
-async def _not_found(request: Request, _exc: Exception) -> Response:
-    return JSONResponse({"error": f"no route {request.url.path}"}, status_code=404)
-
-
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    log.error("http.error", path=request.url.path, error=repr(exc))
-    return JSONResponse({"error": "internal error; the server log has the details"}, 500)
-
-
-EXCEPTION_HANDLERS = {404: _not_found, 500: _internal_error}
-
-
-def probed(app: Starlette, health: Health, registry: CollectorRegistry | None) -> Starlette:
+def probed(app: FastAPI, health: Health, registry: CollectorRegistry | None) -> FastAPI:
     """``app`` with what the probe routes read: the process's health and metrics."""
     app.state.health = health
     app.state.registry = registry
@@ -70,5 +71,12 @@ def probed(app: Starlette, health: Health, registry: CollectorRegistry | None) -
 
 def probe_app(health: Health, registry: CollectorRegistry | None) -> Any:
     """The worker's HTTP application: the probes, with access logs."""
-    app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS)
-    return AccessLog(probed(app, health, registry))
+    app = FastAPI(
+        title="ledgerflow worker",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
+    app.include_router(router)
+    return AccessLog(SecurityHeaders(probed(app, health, registry)))

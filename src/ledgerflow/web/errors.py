@@ -1,0 +1,67 @@
+"""Errors as JSON, whatever raised them: a person reading them and a program parsing them
+both learn what to fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ledgerflow.web.middleware import BodyTooLarge
+
+log = structlog.get_logger("ledgerflow.http")
+
+
+class Error(BaseModel):
+    """Every error answer: what went wrong, and the parameter at fault if one was."""
+
+    error: str
+    parameter: str | None = None
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """404, 405 and the like, as JSON."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"no route {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return JSONResponse({"error": message}, exc.status_code, headers=exc.headers)
+
+
+async def invalid_request(_request: Request, exc: Exception) -> Response:
+    """A parameter that is missing or malformed: 400, naming it."""
+    assert isinstance(exc, RequestValidationError)
+    first: dict[str, Any] = exc.errors()[0]
+    location = [str(part) for part in first.get("loc", ()) if part not in ("query", "body")]
+    parameter = ".".join(location) or None
+    message = "required" if first.get("type") == "missing" else str(first.get("msg"))
+    text = f"{parameter}: {message}" if parameter else message
+    return JSONResponse({"error": text, "parameter": parameter}, 400)
+
+
+async def too_large(_request: Request, exc: Exception) -> Response:
+    """A body past the limit, found while reading it."""
+    assert isinstance(exc, BodyTooLarge)
+    return JSONResponse({"error": str(exc)}, 413, headers={"connection": "close"})
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """A bug: logged with its details, answered without them."""
+    log.error("http.error", path=request.url.path, error=repr(exc))
+    return JSONResponse({"error": "internal error; the server log has the details"}, 500)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    HTTPException: http_error,
+    RequestValidationError: invalid_request,
+    BodyTooLarge: too_large,
+    500: internal_error,
+}

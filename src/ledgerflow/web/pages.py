@@ -1,0 +1,42 @@
+"""Server-rendered pages: Jinja2 templates from each package's ``templates`` folder,
+the shared layout and stylesheet from this one. Pages work before any script runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
+
+STATIC_PATH = "/static"
+
+
+class Pages:
+    """Templates of the given packages (``ledgerflow.web`` first: the layout)."""
+
+    def __init__(self, packages: Iterable[str]) -> None:
+        loaders = [PackageLoader(p, "templates") for p in ("ledgerflow.web", *packages)]
+        self.env = Environment(
+            loader=ChoiceLoader(loaders),
+            autoescape=select_autoescape(default=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def render(
+        self, request: Request, template: str, status_code: int = 200, **context: Any
+    ) -> HTMLResponse:
+        """The page ``template``, with the request and its identity in the context."""
+        identity = getattr(request.state, "identity", None)
+        html = self.env.get_template(template).render(
+            request=request, identity=identity, static=STATIC_PATH, **context
+        )
+        return HTMLResponse(html, status_code=status_code)
+
+
+def static_files() -> StaticFiles:
+    """The stylesheet and scripts of the console (``ledgerflow/web/static``)."""
+    return StaticFiles(packages=[("ledgerflow.web", "static")])
