@@ -65,3 +65,13 @@ RETURNING id;
 SELECT count(*) AS total,
        count(*) FILTER (WHERE received_at > now() - interval '1 hour') AS last_hour
 FROM ledgerflow.rejected_messages;
+
+-- name: rejected_page
+-- The newest rejected messages first, filtered, one page after the id ``before``.
+SELECT id, queue, message_id, reason, detail, body, received_at
+FROM ledgerflow.rejected_messages
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(reason)s::text IS NULL OR reason = %(reason)s::text)
+  AND (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
+ORDER BY id DESC
+LIMIT %(limit)s;

@@ -57,3 +57,20 @@ async def rejected_summary(conn: psycopg.AsyncConnection[Any]) -> dict[str, int]
     row = await cursor.fetchone()
     assert row is not None
     return {"total": int(row[0]), "last_hour": int(row[1])}
+
+
+async def rejected_page(
+    conn: psycopg.AsyncConnection[Any],
+    queue: str | None,
+    reason: str | None,
+    before: int | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Rejected messages, newest first: those of ``queue`` and ``reason`` (None: any) with
+    an id below ``before`` (None: from the newest), at most ``limit``."""
+    cursor = await conn.execute(
+        QUERIES["rejected_page"],
+        {"queue": queue, "reason": reason, "before": before, "limit": limit},
+    )
+    columns = [column.name for column in cursor.description or []]
+    return [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]

@@ -26,8 +26,9 @@ from ledgerflow.db.connections import keep_search_path_off_our_schema
 from ledgerflow.rates import routes as rates_routes
 from ledgerflow.rates.cache import RatesCache
 from ledgerflow.rates.lanes import lane_rates
-from ledgerflow.runtime import console
+from ledgerflow.runtime import console, live
 from ledgerflow.runtime.checks import dependency_checks
+from ledgerflow.runtime.live import LiveHub
 from ledgerflow.runtime.metrics import ApiMetrics
 from ledgerflow.settings import Settings
 from ledgerflow.web import probes
@@ -49,6 +50,7 @@ class ApiState(TypedDict):
 
     auth: AuthState
     rates: rates_routes.RatesState
+    live: LiveHub
 
 
 @contextlib.asynccontextmanager
@@ -71,8 +73,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[ApiState]:
         else None
     )
     await pool.open(wait=False)
+    hub = LiveHub(settings.redis_url, snapshot=lambda: console.snapshot(pool, settings.redis_url))
+    fan_out = asyncio.create_task(hub.run(), name="live")
+    health: Health = app.state.health
+    health.supervise(fan_out)  # a replica without its live feed is not live
     try:
         yield {
+            "live": hub,
             "auth": AuthState(
                 pool=pool,
                 session_seconds=settings.session_hours * 3600,
@@ -90,6 +97,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[ApiState]:
             ),
         }
     finally:
+        fan_out.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fan_out
         await pool.close()
         if cache is not None:
             await cache.close()
@@ -124,6 +134,7 @@ def create_app(settings: Settings) -> Any:
     app.include_router(rates_routes.router)
     app.include_router(auth_pages.router)
     app.include_router(console.router)
+    app.include_router(live.router)
     app.include_router(probes.router)
     app.add_api_route(
         "/docs",

@@ -3,12 +3,14 @@ and the workers. Each table can be downloaded as CSV (and copied, where scripts 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
+import psycopg
 from fastapi import APIRouter, Query
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
@@ -19,8 +21,14 @@ from ledgerflow.auth.access import auth_state
 from ledgerflow.auth.model import Identity, Role
 from ledgerflow.auth.pages import HTML, page, pages_of
 from ledgerflow.cluster.registry import workers as registered_workers
+from ledgerflow.db.rejected import rejected_page, rejected_summary
 from ledgerflow.kv.balance_store import BalanceStoreError, RedisBalanceStore
+from ledgerflow.messaging.rabbitmq import queue_backlog
+from ledgerflow.rates.lanes import BadRequest, lanes_for, parse_rates_query
+from ledgerflow.rates.price_feed import REJECTED_REASON
+from ledgerflow.transactions.messages import Reason
 from ledgerflow.transactions.publisher import last_publications, stored_balances
+from ledgerflow.transactions.stats import throughput
 
 router = APIRouter(tags=["console"])
 
@@ -75,6 +83,14 @@ async def workers(pool: AsyncConnectionPool) -> list[dict[str, Any]]:
     return rows
 
 
+async def _within(pending: asyncio.Future[Any], seconds: float) -> Any:
+    """The result, or None if it takes longer than ``seconds``."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(pending), seconds)
+    except TimeoutError:
+        return None
+
+
 def as_csv(name: str, columns: Sequence[str], rows: list[dict[str, Any]]) -> Response:
     """A table as a CSV download (exact values: amounts stay the strings they are)."""
     out = io.StringIO()
@@ -106,8 +122,15 @@ async def overview(
     """Balances and workers. ``?table=balances&format=csv`` downloads one table."""
     pool = auth_state(request).pool
     settings = request.app.state.settings
+    # RabbitMQ is asked in a thread meanwhile (pika's blocking client), at most 1.5 s.
+    backlog = asyncio.ensure_future(
+        asyncio.to_thread(queue_backlog, settings.amqp_url, settings.queue)
+    )
     balance_rows, problem = await balances(pool, settings.redis_url)
     worker_rows = await workers(pool)
+    async with pool.connection() as conn:
+        rate = await throughput(conn)
+        rejected = await rejected_summary(conn)
     if format == "csv":
         if table == "workers":
             return as_csv("workers", WORKER_COLUMNS, worker_rows)
@@ -120,7 +143,15 @@ async def overview(
         keydb_problem=problem,
         workers=worker_rows,
         worker_columns=WORKER_COLUMNS,
+        queue={"name": settings.queue, "backlog": await _within(backlog, 1.5), "throughput": rate},
+        rejected=rejected,
     )
+
+
+async def snapshot(pool: AsyncConnectionPool, redis_url: str) -> dict[str, Any]:
+    """What the live feed sends first, and again to a connection that fell behind."""
+    balance_rows, problem = await balances(pool, redis_url)
+    return {"balances": balance_rows, "keydb_problem": problem, "workers": await workers(pool)}
 
 
 AUDIT_COLUMNS = ("at", "actor", "action", "target", "detail", "client")
@@ -156,3 +187,100 @@ async def audit_page(
     if format == "csv":
         return as_csv("audit", AUDIT_COLUMNS, rows)
     return pages_of(request).render(request, "audit.html", entries=rows, limit=limit)
+
+
+REJECTED_COLUMNS = ("id", "received_at", "queue", "message_id", "reason", "detail", "body")
+
+
+def _text(body: bytes) -> str:
+    """A body as text: UTF-8 where it is, escapes where it is not."""
+    return bytes(body).decode("utf-8", "backslashreplace")
+
+
+@router.get(
+    "/rejected",
+    summary="Rejected messages",
+    response_class=Response,
+    responses={
+        200: {**HTML, "description": "A page of them, or with format=csv the same as CSV."},
+        303: {"description": "Not signed in: to /signin."},
+    },
+)
+async def rejected_messages(
+    request: Request,
+    identity: Annotated[Identity, page()],
+    queue: Annotated[str | None, Query(max_length=255)] = None,
+    reason: Annotated[str | None, Query(max_length=64)] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    format: Annotated[Literal["html", "csv"], Query()] = "html",
+) -> Response:
+    """Every message that could not be used, newest first, with its reason and body;
+    filtered by queue and reason, a page at a time."""
+    settings = request.app.state.settings
+    async with auth_state(request).pool.connection() as conn:
+        found = await rejected_page(conn, queue or None, reason or None, before, limit)
+    rows = [
+        {**row, "received_at": row["received_at"].isoformat(), "body": _text(row["body"])}
+        for row in found
+    ]
+    if format == "csv":
+        return as_csv("rejected", REJECTED_COLUMNS, rows)
+    queues = [q for q in (settings.queue, settings.price_batch_queue) if q]
+    reasons = sorted({r.value for r in Reason} | {REJECTED_REASON})
+    return pages_of(request).render(
+        request,
+        "rejected.html",
+        rows=rows,
+        queues=queues,
+        reasons=reasons,
+        queue=queue or "",
+        reason=reason or "",
+        limit=limit,
+        next_before=rows[-1]["id"] if len(rows) == limit else None,
+    )
+
+
+@router.get(
+    "/explore/rates",
+    summary="The rates explorer",
+    response_class=Response,
+    responses={
+        200: {**HTML, "description": "The form, and the daily averages of the lanes asked for."},
+        303: {"description": "Not signed in: to /signin."},
+    },
+)
+async def explore_rates(
+    request: Request,
+    identity: Annotated[Identity, page()],
+    orig_code: Annotated[str | None, Query(max_length=100)] = None,
+    dest_code: Annotated[str | None, Query(max_length=100)] = None,
+    date_from: Annotated[str | None, Query(max_length=10)] = None,
+    date_to: Annotated[str | None, Query(max_length=10)] = None,
+) -> Response:
+    """Lanes or regions over a range of days: the daily averages as a table and a chart."""
+    form = {
+        "orig_code": orig_code or "",
+        "dest_code": dest_code or "",
+        "date_from": date_from or "",
+        "date_to": date_to or "",
+    }
+    answer, problem = None, None
+    if any(form.values()):
+        state = request.state.rates
+        try:
+            asked = parse_rates_query(form, state.max_days)
+            async with state.pool.connection() as conn:
+                answer = await state.answer(conn, await lanes_for(conn, asked))
+        except BadRequest as exc:
+            problem = exc
+        except (psycopg.OperationalError, psycopg.errors.UndefinedTable) as exc:
+            problem = BadRequest("", f"the database cannot answer: {exc}")
+    return pages_of(request).render(
+        request,
+        "rates.html",
+        form=form,
+        answer=answer,
+        problem=str(problem) if problem else None,
+        problem_parameter=problem.parameter if problem else None,
+    )

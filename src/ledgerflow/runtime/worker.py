@@ -20,6 +20,7 @@ from ledgerflow.core.tracing import configure as configure_tracing
 from ledgerflow.db.connections import DatabaseError, connect
 from ledgerflow.db.migrate import installed_domains
 from ledgerflow.kv.balance_store import RedisBalanceStore
+from ledgerflow.kv.events import KeyDBPublisher
 from ledgerflow.messaging.rabbitmq import BrokerError, QueueConsumer
 from ledgerflow.rates.cache import RatesCache
 from ledgerflow.rates.price_feed import PriceFeed
@@ -63,6 +64,8 @@ class Worker:
         self.metrics = WorkerMetrics()
         self.health = Health(checks=dependency_checks(settings))
         self.tracer = tracer or configure_tracing(settings)
+        # The console's live feed: every API replica hears what this worker does.
+        self.events = KeyDBPublisher(settings.redis_url)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set and return; raise if a supervised task dies.
@@ -85,6 +88,7 @@ class Worker:
             asyncio.create_task(
                 heartbeat_forever(settings.database_url, record, self.health), name="heartbeat"
             ),
+            asyncio.create_task(self.events.run(), name="live"),
         ]
         if http is not None:
             supervised.append(asyncio.create_task(http.serve(), name="http"))
@@ -108,6 +112,7 @@ class Worker:
                 if task.get_name() != "http":
                     task.cancel()
             await asyncio.gather(*supervised, return_exceptions=True)
+            await self.events.close()
             if clean:  # a clean stop leaves the registry; a crash stays there, to be seen
                 with contextlib.suppress(DatabaseError, psycopg.Error):
                     await forget(settings.database_url, settings.instance)
@@ -137,6 +142,7 @@ class Worker:
         if role != self.health.role:
             self.health.role = role
             self.health.role_changed.set()
+            self.events.emit({"type": "worker", "instance": self.settings.instance, "role": role})
         self.metrics.leader.set(1 if role == "active" else 0)
 
     async def _lead(self, term: int, stop: asyncio.Event) -> None:
@@ -215,7 +221,9 @@ class Worker:
 
     async def _publish_forever(self, publisher: BalancePublisher) -> None:
         schedule = BoundarySchedule(self.settings.publish_interval, self.clock)
-        await publish_forever(publisher, schedule, self.metrics.ingest, self.health, self.tracer)
+        await publish_forever(
+            publisher, schedule, self.metrics.ingest, self.health, self.tracer, self.events
+        )
 
     async def _price_feed(self, stack: contextlib.AsyncExitStack) -> PriceFeed | None:
         """Price batches from their queue, while this worker leads (see rates.price_feed),
@@ -253,6 +261,28 @@ class Worker:
 
     def _batch_committed(self, result: BatchResult, seconds: float) -> None:
         self.metrics.ingest.batch(result, seconds)
+        self.events.emit(
+            {
+                "type": "batch",
+                "queue": self.settings.queue,
+                "batch_id": result.batch_id,
+                "stored": result.stored,
+                "rejected": result.rejected,
+                "duplicates": result.duplicates,
+                "redelivered": result.redelivered,
+                "commit_ms": round(seconds * 1000, 1),
+            }
+        )
+        if result.rejected:
+            self.events.emit(
+                {
+                    "type": "rejected",
+                    "queue": self.settings.queue,
+                    "batch_id": result.batch_id,
+                    "count": result.rejected,
+                    "reasons": dict(result.rejected_by_reason),
+                }
+            )
         log.debug(
             "batch.committed",
             batch_id=result.batch_id,

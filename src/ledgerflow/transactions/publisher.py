@@ -18,6 +18,7 @@ from ledgerflow.core.health import Health
 from ledgerflow.core.tracing import MessageTracer
 from ledgerflow.db.queries import Queries
 from ledgerflow.kv.balance_store import BalanceStore, BalanceStoreError
+from ledgerflow.kv.events import EventSink
 from ledgerflow.transactions.metrics import IngestMetrics
 
 log = structlog.get_logger(__name__)
@@ -153,8 +154,9 @@ async def publish_forever(
     metrics: IngestMetrics,
     health: Health,
     tracer: MessageTracer,
+    events: EventSink | None = None,
 ) -> None:
-    """Publish at every boundary until cancelled.
+    """Publish at every boundary until cancelled, telling ``events`` of each publication.
 
     A boundary KeyDB refuses is logged and counted, and the next boundary publishes again
     (every key, from a new snapshot); LeadershipLost and database errors propagate.
@@ -182,6 +184,15 @@ async def publish_forever(
             lag_ms=round(publication.lag * 1000, 1),
             balances=publication.keys,
         )
+        if events is not None:
+            events.emit(
+                {
+                    "type": "balances",
+                    "boundary": _iso(boundary),
+                    "lag_ms": round(publication.lag * 1000, 1),
+                    "balances": publication.keys,
+                }
+            )
 
 
 def _iso(timestamp: float) -> str:

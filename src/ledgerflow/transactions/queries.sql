@@ -90,3 +90,10 @@ VALUES (%(provider_id)s, %(value)s);
 
 -- name: providers_in_order
 SELECT id FROM initial_data ORDER BY id;
+
+-- name: throughput
+-- Messages committed over the last %(seconds)s seconds, per second (ledgerflow.batches
+-- holds one row per batch: a minute at full speed is a few hundred rows).
+SELECT coalesce(sum(message_count), 0)::float8 / %(seconds)s
+FROM ledgerflow.batches
+WHERE committed_at > now() - make_interval(secs => %(seconds)s);

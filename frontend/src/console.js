@@ -1,0 +1,202 @@
+// The console's scripts. Every page works without them; with them, tables copy as CSV,
+// the overview updates itself over the live WebSocket, and the rates explorer draws its
+// chart. Built by `make install` into src/ledgerflow/web/static/dist (nothing from a CDN).
+
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+
+// Tables as CSV, exactly as shown (amounts are the strings the server wrote).
+
+function cellText(cell) {
+  return cell.dataset.value ?? cell.textContent.trim();
+}
+
+function csvField(text) {
+  return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+export function tableToCsv(table) {
+  const rows = [...table.querySelectorAll("tr")].filter((row) => !row.dataset.empty);
+  return rows
+    .map((row) => [...row.querySelectorAll("th, td")].map((cell) => csvField(cellText(cell))).join(","))
+    .join("\n") + "\n";
+}
+
+// The asynchronous clipboard needs a secure context (HTTPS or localhost); over plain HTTP
+// a hidden text area and the older copy command do the same.
+export async function copyText(text) {
+  if (window.isSecureContext && navigator.clipboard?.writeText) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return true;
+    } catch {
+      // fall through to the older way
+    }
+  }
+  const area = document.createElement("textarea");
+  area.value = text;
+  area.setAttribute("readonly", "");
+  area.className = "offscreen";
+  document.body.append(area);
+  area.select();
+  let copied = false;
+  try {
+    copied = document.execCommand("copy");
+  } finally {
+    area.remove();
+  }
+  return copied;
+}
+
+function addCopyButtons() {
+  for (const table of document.querySelectorAll("table[data-table]")) {
+    const actions = table.closest("section")?.querySelector(".table-actions");
+    if (!actions || actions.querySelector("[data-copy]")) continue;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary";
+    button.dataset.copy = table.dataset.table;
+    button.textContent = "Copy as CSV";
+    const status = document.createElement("span");
+    status.className = "muted copy-status";
+    status.setAttribute("role", "status");
+    button.addEventListener("click", async () => {
+      const copied = await copyText(tableToCsv(table));
+      status.textContent = copied ? "Copied" : "Copy failed: use Download CSV";
+      setTimeout(() => { status.textContent = ""; }, 3000);
+    });
+    actions.prepend(status, button);
+  }
+}
+
+// The overview, live.
+
+function setCell(row, key, value) {
+  const cell = row.querySelector(`[data-key="${key}"]`);
+  if (!cell) return;
+  const text = value === null || value === undefined || value === "" ? "—" : String(value);
+  if (cell.textContent !== text) {
+    cell.textContent = text;
+    cell.classList.remove("changed");
+    void cell.offsetWidth; // restart the highlight
+    cell.classList.add("changed");
+  }
+}
+
+function renderRows(table, rows, columns, id) {
+  const body = table.tBodies[0];
+  const existing = new Map([...body.rows].map((row) => [row.dataset.id, row]));
+  for (const data of rows) {
+    let row = existing.get(String(data[id]));
+    if (!row) {
+      row = body.insertRow();
+      row.dataset.id = data[id];
+      for (const column of columns) {
+        const cell = row.insertCell();
+        cell.dataset.key = column;
+        if (table.querySelector(`th[data-key="${column}"]`)?.classList.contains("number")) {
+          cell.className = "number";
+        }
+      }
+      body.querySelector("[data-empty]")?.remove();
+    }
+    for (const column of columns) setCell(row, column, data[column]);
+  }
+}
+
+function columnsOf(table) {
+  return [...table.querySelectorAll("thead th[data-key]")].map((th) => th.dataset.key);
+}
+
+function applyBalances(balances) {
+  const table = document.querySelector('table[data-table="balances"]');
+  if (!table) return;
+  for (const [provider, value] of Object.entries(balances)) {
+    const row = table.querySelector(`tr[data-id="${CSS.escape(provider)}"]`);
+    if (row) setCell(row, "published", value);
+    else renderRows(table, [{ provider, published: value, stored: "", difference: "" }], columnsOf(table), "provider");
+  }
+}
+
+function applySnapshot(snapshot) {
+  const balances = document.querySelector('table[data-table="balances"]');
+  if (balances && snapshot.balances) renderRows(balances, snapshot.balances, columnsOf(balances), "provider");
+  const workers = document.querySelector('table[data-table="workers"]');
+  if (workers && snapshot.workers) renderRows(workers, snapshot.workers, columnsOf(workers), "instance");
+}
+
+function liveStatus(text, state) {
+  const badge = document.getElementById("live-status");
+  if (!badge) return;
+  badge.textContent = text;
+  badge.dataset.state = state;
+}
+
+export function connectLive(topics, handlers, attempt = 0) {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}/live`);
+  socket.addEventListener("open", () => {
+    socket.send(JSON.stringify({ subscribe: topics }));
+    liveStatus("live", "open");
+    attempt = 0;
+  });
+  socket.addEventListener("message", (message) => {
+    const event = JSON.parse(message.data);
+    handlers[event.type]?.(event);
+  });
+  socket.addEventListener("close", () => {
+    liveStatus("reconnecting…", "closed");
+    const delay = Math.min(30_000, 500 * 2 ** attempt);
+    setTimeout(() => connectLive(topics, handlers, attempt + 1), delay);
+  });
+  return socket;
+}
+
+function startOverview() {
+  if (!document.body.dataset.live) return;
+  connectLive(["balances", "worker", "batch"], {
+    snapshot: applySnapshot,
+    balances: (event) => {
+      applyBalances(event.balances);
+      const last = document.getElementById("last-boundary");
+      if (last) last.textContent = event.boundary;
+    },
+    worker: () => {}, // the next snapshot brings the workers' table up to date
+    batch: (event) => {
+      const counter = document.getElementById("live-batches");
+      if (counter) counter.textContent = String(Number(counter.textContent || 0) + event.stored);
+    },
+  });
+}
+
+// The rates explorer's chart, drawn from its table.
+
+function drawRatesChart() {
+  const table = document.querySelector("table[data-chart]");
+  const holder = document.getElementById("rates-chart");
+  if (!table || !holder) return;
+  const points = [...table.tBodies[0].rows]
+    .filter((row) => row.dataset.day)
+    .map((row) => [Date.parse(`${row.dataset.day}T00:00:00Z`) / 1000, row.dataset.price ? Number(row.dataset.price) : null])
+    .sort((a, b) => a[0] - b[0]);
+  if (points.length === 0) return;
+  const width = Math.max(320, holder.clientWidth || 640);
+  // The chart is a picture of the table; the table keeps the exact figures.
+  new uPlot(
+    {
+      width,
+      height: 260,
+      series: [{}, { label: "average price", stroke: "#1f5fbf", width: 2, spanGaps: false }],
+      axes: [{}, { label: "price" }],
+    },
+    [points.map((p) => p[0]), points.map((p) => p[1])],
+    holder,
+  );
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  addCopyButtons();
+  startOverview();
+  drawRatesChart();
+  document.documentElement.dataset.scripts = "ready";
+});
