@@ -26,7 +26,8 @@ CHANNEL = "ledgerflow_bench_live"
 
 def payload(n: int) -> str:
     balances = {f"{i}_Provider{i}": f"{1000 + i * 37}.25" for i in range(1, 12)}
-    return json.dumps({"type": "balances", "n": n, "sent": time.perf_counter(), "balances": balances})
+    event = {"type": "balances", "n": n, "sent": time.perf_counter(), "balances": balances}
+    return json.dumps(event)
 
 
 def summary(latencies: list[float], send_seconds: float, count: int) -> dict[str, Any]:
