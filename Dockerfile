@@ -1,8 +1,18 @@
-# ledgerflow: one image for the worker, the producer and the migrations.
+# ledgerflow: one image for the worker, the API and console, the producer and the migrations.
+
+# The console's scripts, from the npm registry as frontend/package-lock.json pins them.
+FROM node:20-slim AS console
+WORKDIR /frontend
+COPY frontend/package.json frontend/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY frontend/src ./src
+RUN npm run build  # into /src/ledgerflow/web/static/dist
+
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
+COPY --from=console /src/ledgerflow/web/static/dist ./src/ledgerflow/web/static/dist
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim

@@ -10,7 +10,9 @@ help:
 	@echo "make test   run every test against real PostgreSQL, RabbitMQ and Redis"
 	@echo "make lint   import contracts, ruff and mypy (strict, on src and tests)"
 
-install: $(VENV)/.installed
+CONSOLE_JS := src/ledgerflow/web/static/dist/console.js
+
+install: $(VENV)/.installed $(CONSOLE_JS)
 
 $(VENV)/.installed: pyproject.toml
 	@python=$$(scripts/dev-env.sh python) && \
@@ -18,6 +20,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
+
+# The console's scripts: front-end packages from the npm registry, as the lock file says.
+$(CONSOLE_JS): frontend/package.json frontend/package-lock.json $(wildcard frontend/src/*)
+	@scripts/dev-env.sh node
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
 services:
 	@scripts/dev-env.sh services
@@ -34,8 +41,9 @@ run:
 	  scripts/dev-env.sh services && $(MAKE) --no-print-directory install && $(BIN)/ledgerflow run; \
 	fi
 
+# The browser tests run in Debian's Chromium (installed here when possible, else skipped).
 test: install services
-	$(BIN)/pytest
+	LEDGERFLOW_TEST_CHROMIUM="$$(scripts/dev-env.sh browser)" $(BIN)/pytest
 
 unit: install
 	$(BIN)/pytest tests/unit
@@ -44,16 +52,20 @@ integration: install services
 	$(BIN)/pytest tests/integration
 
 acceptance: install services
-	$(BIN)/pytest tests/acceptance
+	LEDGERFLOW_TEST_CHROMIUM="$$(scripts/dev-env.sh browser)" $(BIN)/pytest tests/acceptance
 
 # Not part of `make test`: ingest against the broker's ceiling and the usual solutions,
 # then publish lag under load and against a long history, then /rates and price batches
-# against the original's design (about fifteen minutes).
+# against the original's design (with and without a token), then the console at the
+# 10-million scale and the live feed's push latency, then KeyDB pub/sub against
+# PostgreSQL NOTIFY (about twenty-five minutes).
 bench: install services
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.lag
 	$(BIN)/python -m bench.rates
+	$(BIN)/python -m bench.console
+	$(BIN)/python -m bench.live
 
 # Not part of `make test`: about SOAK_MINUTES (default 10) of kills and restarts, then a check.
 soak: install services
@@ -70,4 +82,5 @@ format: install
 	$(BIN)/ruff check --fix src tests bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis frontend/node_modules \
+	  src/ledgerflow/web/static/dist

@@ -35,10 +35,10 @@ from ledgerflow.rates import dumps, synthetic
 
 
 async def _one(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, headers: str = ""
 ) -> tuple[int, bool]:
     """One request; its status, and whether the server keeps the connection open."""
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n{headers}\r\n".encode())
     await writer.drain()
     return await _response(reader)
 
@@ -59,7 +59,9 @@ async def _response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return int(status_line.split()[1]), keep_alive
 
 
-async def load(port: int, paths: list[str], seconds: float, concurrency: int) -> dict[str, float]:
+async def load(
+    port: int, paths: list[str], seconds: float, concurrency: int, headers: str = ""
+) -> dict[str, float]:
     """Requests per second and latency percentiles over keep-alive connections."""
     latencies: list[float] = []
     errors = 0
@@ -73,7 +75,7 @@ async def load(port: int, paths: list[str], seconds: float, concurrency: int) ->
             started = time.perf_counter()
             if connection is None:
                 connection = await asyncio.open_connection("127.0.0.1", port)
-            status, keep_alive = await _one(*connection, rng.choice(paths))
+            status, keep_alive = await _one(*connection, rng.choice(paths), headers)
             latencies.append(time.perf_counter() - started)
             errors += status != 200
             if not keep_alive:
@@ -224,6 +226,9 @@ def main() -> int:
             print(f"bench: {name}: {args.seconds:g} s of /rates...", file=sys.stderr, flush=True)
             results[name] = asyncio.run(load(port, paths, args.seconds, args.concurrency))
             if name == "ledgerflow":
+                results["authentication"] = authentication_cost(
+                    url, paths, args.seconds, args.concurrency, server_env
+                )
                 print(
                     "bench: ledgerflow: /rates during batch bursts...", file=sys.stderr, flush=True
                 )
@@ -246,6 +251,52 @@ def main() -> int:
     path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {path}")
     return 0
+
+
+def authentication_cost(
+    url: str, paths: list[str], seconds: float, concurrency: int, env: dict[str, str]
+) -> dict[str, Any]:
+    """/rates open (as the original) against /rates with LEDGERFLOW_RATES_REQUIRE_TOKEN
+    and a token on every request: alternately, twice each, so that the spread between
+    runs of the same setting shows beside the difference between settings."""
+    port = 3103
+    made = subprocess.run(
+        [sys.executable, "-m", "ledgerflow", "tokens", "create", "--scope", "read"],
+        env={**env, "LEDGERFLOW_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    header = f"Authorization: Bearer {made.stdout.strip()}\r\n"
+    runs: dict[str, list[dict[str, float]]] = {"open": [], "token required": []}
+    for setting in ("open", "token required", "open", "token required"):
+        required = setting == "token required"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ledgerflow", "api"],
+            env={
+                **env,
+                "LEDGERFLOW_HTTP_PORT": str(port),
+                "LEDGERFLOW_RATES_REQUIRE_TOKEN": "true" if required else "false",
+            },
+        )
+        try:
+            wait_listening(port, process)
+            headers = header if required else ""
+            asyncio.run(load(port, paths[:50], 2, concurrency, headers))  # warm up
+            print(f"bench: /rates, {setting}...", file=sys.stderr, flush=True)
+            runs[setting].append(asyncio.run(load(port, paths, seconds, concurrency, headers)))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
+    mean = {k: statistics.mean(r["rps"] for r in v) for k, v in runs.items()}
+    spread = max(
+        abs(v[0]["rps"] - v[1]["rps"]) / max(v[0]["rps"], v[1]["rps"]) for v in runs.values()
+    )
+    return {
+        **runs,
+        "rps_ratio_token_to_open": round(mean["token required"] / mean["open"], 3),
+        "spread_between_runs_of_one_setting": round(spread, 3),
+    }
 
 
 def batch_benchmark(url: str, lanes: list[tuple[str, str]]) -> dict[str, float]:

@@ -6,6 +6,10 @@
 #                         distribution's packages (Debian/Ubuntu as root), else say what is missing
 #   dev-env.sh local      exit 0 when the services answer locally (starting installed ones)
 #   dev-env.sh docker     exit 0 when a Docker engine answers
+#   dev-env.sh node       make npm available for the console's scripts (installing Node.js
+#                         on Debian/Ubuntu as root), else say what is missing
+#   dev-env.sh browser    print the path of a Chromium for the browser tests, installing
+#                         Debian's chromium as root; print nothing when there is none
 set -euo pipefail
 
 PG_PORT=5432 AMQP_PORT=5672 REDIS_PORT=6379
@@ -129,10 +133,39 @@ cmd_local() {  # exit 0 when the services answer locally, starting installed one
   [ -z "$(missing)" ] && ensure_role
 }
 
+cmd_node() {
+  command -v npm >/dev/null && return 0
+  if is_debian_root; then
+    apt_install nodejs npm
+    command -v npm >/dev/null && return 0
+  fi
+  die "the console's scripts are built with npm: install Node.js 18 or newer with npm (Debian/Ubuntu: apt-get install nodejs npm)."
+}
+
+find_chromium() {
+  local candidate
+  for candidate in chromium chromium-browser google-chrome-stable google-chrome; do
+    command -v "$candidate" >/dev/null && { command -v "$candidate"; return 0; }
+  done
+  return 1
+}
+
+cmd_browser() {
+  find_chromium && return 0
+  if is_debian_root; then
+    apt_install chromium >&2 || say "could not install chromium; the browser tests will be skipped"
+    find_chromium && return 0
+  fi
+  say "no Chromium here: the browser tests will be skipped (Debian/Ubuntu: apt-get install chromium)"
+  return 0
+}
+
 case "${1:-}" in
   python) cmd_python ;;
   services) cmd_services ;;
   local) cmd_local ;;
   docker) docker_ready ;;
-  *) echo "usage: $0 python|services|local|docker" >&2; exit 2 ;;
+  node) cmd_node ;;
+  browser) cmd_browser ;;
+  *) echo "usage: $0 python|services|local|docker|node|browser" >&2; exit 2 ;;
 esac

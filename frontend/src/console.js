@@ -74,7 +74,7 @@ function addCopyButtons() {
 function setCell(row, key, value) {
   const cell = row.querySelector(`[data-key="${key}"]`);
   if (!cell) return;
-  const text = value === null || value === undefined || value === "" ? "—" : String(value);
+  const text = value === null || value === undefined ? "—" : String(value);
   if (cell.textContent !== text) {
     cell.textContent = text;
     cell.classList.remove("changed");
@@ -108,14 +108,17 @@ function columnsOf(table) {
   return [...table.querySelectorAll("thead th[data-key]")].map((th) => th.dataset.key);
 }
 
+// A publication is every balance as stored at its boundary: both columns agree then.
 function applyBalances(balances) {
   const table = document.querySelector('table[data-table="balances"]');
   if (!table) return;
-  for (const [provider, value] of Object.entries(balances)) {
-    const row = table.querySelector(`tr[data-id="${CSS.escape(provider)}"]`);
-    if (row) setCell(row, "published", value);
-    else renderRows(table, [{ provider, published: value, stored: "", difference: "" }], columnsOf(table), "provider");
-  }
+  const rows = Object.entries(balances).map(([provider, value]) => ({
+    provider,
+    published: value,
+    stored: value,
+    difference: "",
+  }));
+  renderRows(table, rows, columnsOf(table), "provider");
 }
 
 function applySnapshot(snapshot) {

@@ -62,6 +62,7 @@ class KeyDBPublisher:
 
     async def run(self) -> None:
         """Send queued events until cancelled; a KeyDB failure costs the event, not the task."""
+        task = asyncio.current_task()
         while True:
             text = await self._queue.get()
             try:
@@ -69,6 +70,9 @@ class KeyDBPublisher:
             except (RedisError, OSError) as exc:
                 self.dropped += 1
                 log.debug("live.publish_failed", error=str(exc))
+            if task is not None and task.cancelling():
+                # redis-py may swallow a cancellation that arrives during a command.
+                raise asyncio.CancelledError
 
     async def close(self) -> None:
         """Release the connection."""
@@ -79,7 +83,7 @@ async def subscribe(url: str, channel: str = CHANNEL) -> AsyncIterator[dict[str,
     """Every event published on ``channel`` from now on, decoded; reconnects after a KeyDB
     failure (each reconnection is yielded as ``{"type": "reconnected"}``: what was
     published meanwhile is gone, and listeners should take a fresh snapshot)."""
-    first = True
+    first, task = True, asyncio.current_task()
     while True:
         client = redis.Redis.from_url(url, socket_connect_timeout=2)
         pubsub = client.pubsub()
@@ -89,6 +93,8 @@ async def subscribe(url: str, channel: str = CHANNEL) -> AsyncIterator[dict[str,
                 yield {"type": "reconnected"}
             first = False
             async for message in pubsub.listen():
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError  # one the client swallowed
                 if message.get("type") != "message":
                     continue
                 try:

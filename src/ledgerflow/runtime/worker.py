@@ -81,7 +81,7 @@ class Worker:
             http = server(
                 app, settings.http_host, settings.metrics_port, settings.trusted_proxy_list
             )
-        address = f"{socket.gethostname()}:{settings.metrics_port}" if http else None
+        address = advertised(settings.http_host, settings.metrics_port) if http else None
         record = WorkerRecord(settings.instance, settings.queue, address)
         supervised = [
             asyncio.create_task(self._serve(stop), name="worker"),
@@ -298,6 +298,14 @@ class Worker:
                 batch_id=result.batch_id,
                 reasons=dict(result.rejected_by_reason),
             )
+
+
+def advertised(host: str, port: int) -> str:
+    """Where others reach this worker's endpoints (for `ledgerflow status`): the address it
+    listens on, or its host name when it listens on every interface."""
+    if host in ("0.0.0.0", "::", ""):
+        return f"{socket.gethostname()}:{port}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _dependency(error: BaseException) -> str:

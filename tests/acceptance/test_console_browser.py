@@ -1,0 +1,185 @@
+"""The console in a real Chromium (Debian's, driven by Playwright): signing in, a balance
+arriving over the WebSocket after a boundary without a reload, copying a table as CSV and
+reading the clipboard back, downloading a CSV, and a page refused to a role.
+
+Skipped, with the reason, where no Chromium is installed (`make test` installs Debian's
+where it can: scripts/dev-env.sh browser)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from playwright.sync_api import expect
+
+from ..conftest import free_port
+from .conftest import Process, eventually, query
+
+PASSWORD = "correct horse battery"
+CHROMIUM = os.environ.get("LEDGERFLOW_TEST_CHROMIUM") or shutil.which("chromium")
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM, reason="no Chromium here (Debian/Ubuntu: apt-get install chromium)"
+)
+
+
+def add_user(env: dict[str, str], name: str, role: str) -> None:
+    """`ledgerflow users add`, the password on standard input as an operator would give it."""
+    made = subprocess.run(
+        [sys.executable, "-m", "ledgerflow", "users", "add", name, "--role", role],
+        input=PASSWORD + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+
+
+def outward_address() -> str | None:
+    """This machine's address on its network (not loopback), where plain HTTP is not a
+    secure context for the browser; None if it has none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") else address
+
+
+@pytest.fixture
+def stack(
+    db_url: str,
+    make_env: Callable[..., dict[str, str]],
+    spawn: Callable[..., Process],
+    publish: Callable[..., None],
+) -> Iterator[dict[str, Any]]:
+    """A worker publishing every 2 s and the API on all interfaces, with the brief's two
+    providers, an operator and a viewer."""
+    query(
+        db_url,
+        "INSERT INTO initial_data (provider_name, initial_value) VALUES ('Visa', 1000), ('Mastercard', 2000)",
+    )
+    port = free_port()
+    env = make_env(db_url, http_port=str(port), http_host="0.0.0.0", publish_interval="2")
+    add_user(env, "olga", "operator")
+    add_user(env, "vic", "viewer")
+    spawn(["worker"], env)
+    spawn(["api"], env)
+    base = f"http://127.0.0.1:{port}"
+    eventually(lambda: _answers(f"{base}/healthz"), 20, "the API to listen")
+    yield {"base": base, "port": port, "publish": publish, "db_url": db_url}
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx2.get(url, timeout=2).status_code == 200
+    except httpx2.TransportError:
+        return False
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright  # only where a browser can run
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield launched
+        launched.close()
+
+
+def sign_in(page: Any, base: str, name: str) -> None:
+    page.goto(f"{base}/")
+    assert "/signin" in page.url  # not signed in: sent to the sign-in page
+    page.fill("#name", name)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+
+
+def test_a_balance_arrives_live_and_tables_copy_and_download_as_csv(
+    stack: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    base = stack["base"]
+    context = browser.new_context(accept_downloads=True)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+    page = context.new_page()
+    sign_in(page, base, "olga")
+    page.wait_for_selector('#live-status[data-state="open"]', timeout=15_000)
+    published = page.locator('tr[data-id="1_Visa"] td[data-key="published"]')
+    expect(published).to_have_text("1000", timeout=15_000)  # the first publication
+    page.evaluate("window.loadedOnce = true")  # gone if the page reloads
+
+    stack["publish"](b'{"id": 1, "value": 600.25}')
+    expect(published).to_have_text("1600.25", timeout=15_000)
+    assert page.evaluate("window.loadedOnce") is True  # no reload: it came over /live
+
+    page.click('button[data-copy="balances"]')
+    page.wait_for_selector("text=Copied")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    lines = copied.splitlines()
+    assert lines[0] == "Provider,Published,Stored now,"
+    assert "1_Visa,1600.25,1600.25," in lines
+    assert any(line.startswith("2_Mastercard,2000,2000") for line in lines)
+
+    with page.expect_download() as download:
+        page.click("#balances a[download]")
+    saved = tmp_path / "balances.csv"
+    download.value.save_as(saved)
+    assert saved.read_text().splitlines() == [
+        "provider,published,stored,difference",
+        "1_Visa,1600.25,1600.25,",
+        "2_Mastercard,2000,2000,",
+    ]
+    context.close()
+
+
+def test_copy_as_csv_works_over_plain_http_without_the_clipboard_api(
+    stack: dict[str, Any], browser: Any
+) -> None:
+    address = outward_address()
+    if address is None:
+        pytest.skip("this machine has no address besides loopback to reach plain HTTP at")
+    plain = f"http://{address}:{stack['port']}"
+    context = browser.new_context()
+    context.grant_permissions(["clipboard-read"], origin=stack["base"])
+    page = context.new_page()
+    sign_in(page, plain, "vic")
+    assert page.evaluate("window.isSecureContext") is False
+    page.click('button[data-copy="workers"]')
+    page.wait_for_selector("text=Copied")
+    reader = context.new_page()  # read it back where the clipboard API is allowed
+    reader.goto(f"{stack['base']}/signin")
+    copied = reader.evaluate("navigator.clipboard.readText()")
+    assert copied.splitlines()[0].startswith("Instance,Role,Host")
+    context.close()
+
+
+def test_a_page_the_role_may_not_see_is_refused(stack: dict[str, Any], browser: Any) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, stack["base"], "vic")
+    assert page.locator('nav a[href="/audit"]').count() == 0  # not offered to a viewer
+    response = page.goto(f"{stack['base']}/audit")
+    assert response is not None and response.status == 403
+    assert "this page is for the role admin" in page.content()
+    context.close()
