@@ -283,3 +283,21 @@ async def test_errors_are_json(client: TestClient) -> None:
 
 def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
+
+
+async def test_a_change_through_the_proxy_needs_the_csrf_cookies_token(
+    client_for: Callable[..., TestClient], people: psycopg.AsyncConnection[Any]
+) -> None:
+    """The proxy signs in every request, a forged cross-site one too: a change must carry
+    the token of the CSRF cookie, which only the console's own pages can read."""
+    header = {"x-remote-user": "olga"}
+    with client_for(trusted_auth_header="X-Remote-User") as client:
+        page = client.get("/", headers=header)
+        assert page.status_code == 200
+        token = client.cookies["ledgerflow_csrf"]
+        assert csrf_of(page.text) == token  # the page's forms carry it
+        forged = client.post("/prices/batches", json=BATCH, headers=header)
+        assert forged.status_code == 403 and "CSRF" in forged.json()["error"]
+        mine = client.post("/prices/batches", json=BATCH, headers={**header, "x-csrf-token": token})
+        assert mine.status_code == 201
+    assert ("olga", "prices.batch", "b-1") in await audit(people)

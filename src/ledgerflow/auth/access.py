@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 import structlog
@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 
 from ledgerflow.auth import store
 from ledgerflow.auth.model import AuthError, Identity
+from ledgerflow.web.middleware import CSRF_SCOPE
 from ledgerflow.web.serving import PEER, PEER_TRUSTED
 
 log = structlog.get_logger(__name__)
@@ -99,7 +100,9 @@ async def identify(
                     identity = await store.user_identity(conn, name.strip(), via="proxy")
                 if identity is None:
                     raise AuthError(401, f"the proxy signed in {name!r}, who is no ledgerflow user")
-                return identity
+                # The proxy signs a person in on every request, a forged one too: changes
+                # must carry the token of the CSRF cookie (see web.middleware.CsrfCookie).
+                return replace(identity, csrf_token=connection.scope.get(CSRF_SCOPE, ""))
             log.warning(
                 "auth.untrusted_header",
                 header=state.trusted_auth_header,

@@ -33,7 +33,13 @@ from ledgerflow.runtime.metrics import ApiMetrics
 from ledgerflow.settings import Settings
 from ledgerflow.web import probes
 from ledgerflow.web.errors import EXCEPTION_HANDLERS
-from ledgerflow.web.middleware import AccessLog, BodyLimit, RequestMetrics, SecurityHeaders
+from ledgerflow.web.middleware import (
+    AccessLog,
+    BodyLimit,
+    CsrfCookie,
+    RequestMetrics,
+    SecurityHeaders,
+)
 from ledgerflow.web.pages import STATIC_PATH, Pages, static_files
 
 DESCRIPTION = """\
@@ -150,6 +156,6 @@ def create_app(settings: Settings) -> Any:
     app.state.metrics = metrics
     app.state.pages = Pages(["ledgerflow.auth", "ledgerflow.runtime"])
     probes.probed(app, health, metrics.registry)
-    limited = BodyLimit(app, settings.max_request_bytes)
+    limited = BodyLimit(CsrfCookie(app), settings.max_request_bytes)
     counted = RequestMetrics(SecurityHeaders(limited), metrics.http)
     return AccessLog(counted)

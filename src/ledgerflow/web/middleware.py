@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 
 import structlog
@@ -174,3 +175,52 @@ async def too_large(send: Send, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+CSRF_COOKIE = "ledgerflow_csrf"
+CSRF_SCOPE = "ledgerflow.csrf"  # the scope key holding the request's CSRF token
+
+
+class CsrfCookie:
+    """Gives every browser a random CSRF token in a cookie (HttpOnly, SameSite=Strict), and
+    puts the request's token in the scope under CSRF_SCOPE: a form or script of ours
+    carries it back, a page of another site cannot read it. People signed in through a
+    trusted proxy have no session to hold a CSRF token; this cookie is theirs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        token = _cookie(scope, CSRF_COOKIE)
+        fresh = token is None or len(token) != 43
+        if fresh:
+            token = secrets.token_urlsafe(32)
+        scope[CSRF_SCOPE] = token
+        if not fresh or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        secure = "; Secure" if scope.get("scheme") == "https" else ""
+        cookie = f"{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}".encode()
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie)]
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    """One cookie's value from the request's Cookie headers."""
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for header, value in headers:
+        if header != b"cookie":
+            continue
+        for part in value.decode("latin-1").split(";"):
+            key, _, found = part.strip().partition("=")
+            if key == name:
+                return found
+    return None
