@@ -62,7 +62,7 @@ def fill_history(url: str, rows: int) -> None:
             "INSERT INTO ledgerflow.rejected_messages"
             " (queue, message_id, reason, detail, body, properties, received_at)"
             " SELECT 'history', NULL,"
-            " (ARRAY['invalid_json','unknown_provider','value_out_of_range'])[1 + g % 3],"
+            " (ARRAY['invalid_json','unknown_provider','value_out_of_range'])[1 + g %% 3],"
             " 'detail', convert_to('{\"id\": 9, \"value\": ' || g || '}', 'UTF8'), '{}',"
             " now() - make_interval(secs => g) FROM generate_series(1, %s) AS g",
             (rows // 20,),

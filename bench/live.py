@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import redis.asyncio as redis
 
+from bench.ingest import RESULTS, url_for
 from ledgerflow.settings import load_settings
 
 CHANNEL = "ledgerflow_bench_live"
@@ -99,15 +100,19 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0, help="events a second")
     args = parser.parse_args()
     settings = load_settings()
-    results = {}
+    results: dict[str, Any] = {}
     for name, run, url in (
         ("keydb pub/sub", through_keydb, settings.redis_url),
-        ("postgresql notify", through_postgresql, settings.database_url),
+        ("postgresql notify", through_postgresql, url_for("postgres")),
         ("keydb pub/sub again", through_keydb, settings.redis_url),
-        ("postgresql notify again", through_postgresql, settings.database_url),
+        ("postgresql notify again", through_postgresql, url_for("postgres")),
     ):
         results[name] = asyncio.run(run(url, args.count, args.rate))
         print(f"{name}: {results[name]}", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"live-{time.strftime('%Y-%m-%dT%H%M%SZ', time.gmtime())}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {path}")
 
 
 if __name__ == "__main__":

@@ -160,9 +160,16 @@ async def check_csrf(request: Request, identity: Identity) -> None:
         form = await request.form()
         value = form.get("csrf_token")
         sent = value if isinstance(value, str) else None
-    assert identity.csrf_token is not None
-    if sent is None or not secrets.compare_digest(sent, identity.csrf_token):
+    if not same_secret(sent, identity.csrf_token):
         raise AuthError(403, "the CSRF token is missing or wrong: reload the page and retry")
+
+
+def same_secret(sent: str | None, expected: str | None) -> bool:
+    """Whether a secret sent matches the one expected, in constant time (as bytes: a
+    client may send any characters); an empty or missing one never matches."""
+    if not sent or not expected:
+        return False
+    return secrets.compare_digest(sent.encode(), expected.encode())
 
 
 async def auth_error(request: Request, exc: Exception) -> Response:

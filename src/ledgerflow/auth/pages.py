@@ -18,6 +18,7 @@ from ledgerflow.auth.access import (
     check_csrf,
     client_of,
     identify,
+    same_secret,
     session_cookie,
 )
 from ledgerflow.auth.model import AuthError, Identity, Role
@@ -133,7 +134,7 @@ async def sign_in(
     # form back with the problem (never a bare JSON error).
     target = _local(next if len(next) <= 2000 else "/")
     expected = request.cookies.get(PRE_SESSION_COOKIE)
-    if not expected or not secrets.compare_digest(expected, csrf_token):
+    if not same_secret(csrf_token, expected):
         return _sign_in_form(request, 400, target, name, "the form expired: please sign in again")
     if not name.strip() or not password:
         missing = "your name" if not name.strip() else "your password"
