@@ -306,7 +306,7 @@ async def test_a_change_through_the_proxy_needs_the_csrf_cookies_token(
 async def test_a_csrf_token_of_any_characters_is_refused_not_a_crash(client: TestClient) -> None:
     sign_in(client, "olga")
     odd = client.post(
-        "/prices/batches", json=BATCH, headers={"x-csrf-token": ("é" * 43).encode("latin-1")}
+        "/prices/batches", json=BATCH, headers={b"x-csrf-token": ("é" * 43).encode("latin-1")}
     )
     assert odd.status_code == 403
     form = client.post("/signin", data={"name": "olga", "password": PASSWORD, "csrf_token": "ü"})
