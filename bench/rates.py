@@ -98,7 +98,7 @@ async def load(
 
 
 async def post_batches(
-    port: int, lanes: list[tuple[str, str]], seconds: float, rows: int = 50_000
+    port: int, lanes: list[tuple[str, str]], seconds: float, token: str, rows: int = 50_000
 ) -> dict[str, float]:
     """Large price batches back to back over HTTP for ``seconds``: how long each took."""
     rng = random.Random(11)
@@ -119,7 +119,7 @@ async def post_batches(
         started = time.perf_counter()
         writer.write(
             b"POST /prices/batches HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
             + body
         )
         await writer.drain()
@@ -136,11 +136,16 @@ async def post_batches(
 
 
 async def mixed(
-    port: int, paths: list[str], lanes: list[tuple[str, str]], seconds: float, concurrency: int
+    port: int,
+    paths: list[str],
+    lanes: list[tuple[str, str]],
+    seconds: float,
+    concurrency: int,
+    token: str,
 ) -> dict[str, Any]:
     """Readers and a stream of large batches at once: neither may starve the other."""
     readers, writers = await asyncio.gather(
-        load(port, paths, seconds, concurrency), post_batches(port, lanes, seconds)
+        load(port, paths, seconds, concurrency), post_batches(port, lanes, seconds, token)
     )
     return {"readers": readers, "batches": writers}
 
@@ -185,6 +190,7 @@ def main() -> int:
         ]
         results: dict[str, Any] = {"prices": counts["prices"], "concurrency": args.concurrency}
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGERFLOW_")}
+        token = make_token(url, env)
         servers = {
             "ledgerflow": (
                 [sys.executable, "-m", "ledgerflow", "api"],
@@ -227,13 +233,13 @@ def main() -> int:
             results[name] = asyncio.run(load(port, paths, args.seconds, args.concurrency))
             if name == "ledgerflow":
                 results["authentication"] = authentication_cost(
-                    url, paths, args.seconds, args.concurrency, server_env
+                    paths, args.seconds, args.concurrency, server_env, token
                 )
                 print(
                     "bench: ledgerflow: /rates during batch bursts...", file=sys.stderr, flush=True
                 )
                 results["ledgerflow during batch bursts"] = asyncio.run(
-                    mixed(port, paths, lanes, args.seconds, args.concurrency)
+                    mixed(port, paths, lanes, args.seconds, args.concurrency, token)
                 )
             process.send_signal(signal.SIGTERM)
             process.wait(30)
@@ -253,21 +259,29 @@ def main() -> int:
     return 0
 
 
-def authentication_cost(
-    url: str, paths: list[str], seconds: float, concurrency: int, env: dict[str, str]
-) -> dict[str, Any]:
-    """/rates open (as the original) against /rates with LEDGERFLOW_RATES_REQUIRE_TOKEN
-    and a token on every request: alternately, twice each, so that the spread between
-    runs of the same setting shows beside the difference between settings."""
-    port = 3103
+BENCH_SCOPES = ["--scope", "read", "--scope", "prices:write", "--name", "bench"]
+
+
+def make_token(url: str, env: dict[str, str]) -> str:
+    """A token that may read and commit price batches, made with the CLI."""
     made = subprocess.run(
-        [sys.executable, "-m", "ledgerflow", "tokens", "create", "--scope", "read"],
+        [sys.executable, "-m", "ledgerflow", "tokens", "create", *BENCH_SCOPES],
         env={**env, "LEDGERFLOW_DATABASE_URL": url},
         capture_output=True,
         text=True,
         check=True,
     )
-    header = f"Authorization: Bearer {made.stdout.strip()}\r\n"
+    return made.stdout.strip()
+
+
+def authentication_cost(
+    paths: list[str], seconds: float, concurrency: int, env: dict[str, str], token: str
+) -> dict[str, Any]:
+    """/rates open (as the original) against /rates with LEDGERFLOW_RATES_REQUIRE_TOKEN
+    and a token on every request: alternately, twice each, so that the spread between
+    runs of the same setting shows beside the difference between settings."""
+    port = 3103
+    header = f"Authorization: Bearer {token}\r\n"
     runs: dict[str, list[dict[str, float]]] = {"open": [], "token required": []}
     for setting in ("open", "token required", "open", "token required"):
         required = setting == "token required"

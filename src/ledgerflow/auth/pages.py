@@ -29,6 +29,19 @@ PRE_SESSION_COOKIE = "ledgerflow_signin"  # the sign-in form's own CSRF token
 HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
 
 
+def page_responses(description: str, restricted: bool = False) -> dict[int | str, Any]:
+    """What a console page may answer, for the OpenAPI document: the page (or, where it
+    says so, its table as CSV), the way to the sign-in page, and 403 for a page that only
+    some roles may see."""
+    responses: dict[int | str, Any] = {
+        200: {**HTML, "description": description},
+        303: {"description": "Not signed in: to /signin."},
+    }
+    if restricted:
+        responses[403] = {**HTML, "description": "Signed in without the role the page needs."}
+    return responses
+
+
 class PageRefused(Exception):
     """A page asked for by someone not signed in (redirect) or without the role (403)."""
 

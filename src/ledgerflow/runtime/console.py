@@ -19,7 +19,7 @@ from starlette.responses import Response
 from ledgerflow.auth import store as auth_store
 from ledgerflow.auth.access import auth_state
 from ledgerflow.auth.model import Identity, Role
-from ledgerflow.auth.pages import HTML, page, pages_of
+from ledgerflow.auth.pages import page, page_responses, pages_of
 from ledgerflow.cluster.registry import workers as registered_workers
 from ledgerflow.db.rejected import rejected_page, rejected_summary
 from ledgerflow.kv.balance_store import BalanceStoreError, RedisBalanceStore
@@ -109,10 +109,7 @@ def as_csv(name: str, columns: Sequence[str], rows: list[dict[str, Any]]) -> Res
     "/",
     summary="The console's overview",
     response_class=Response,
-    responses={
-        200: {**HTML, "description": "The page, or with format=csv one of its tables."},
-        303: {"description": "Not signed in: to /signin."},
-    },
+    responses=page_responses("The page, or with format=csv one of its tables."),
 )
 async def overview(
     request: Request,
@@ -170,11 +167,9 @@ AUDIT_COLUMNS = ("at", "actor", "action", "target", "detail", "client")
     "/audit",
     summary="The audit log (administrators)",
     response_class=Response,
-    responses={
-        200: {**HTML, "description": "The newest entries, or with format=csv the same as CSV."},
-        303: {"description": "Not signed in: to /signin."},
-        403: {**HTML, "description": "Signed in without the role admin."},
-    },
+    responses=page_responses(
+        "The newest entries, or with format=csv the same as CSV.", restricted=True
+    ),
 )
 async def audit_page(
     request: Request,
@@ -210,10 +205,7 @@ def _text(body: bytes) -> str:
     "/rejected",
     summary="Rejected messages",
     response_class=Response,
-    responses={
-        200: {**HTML, "description": "A page of them, or with format=csv the same as CSV."},
-        303: {"description": "Not signed in: to /signin."},
-    },
+    responses=page_responses("A page of them, or with format=csv the same as CSV."),
 )
 async def rejected_messages(
     request: Request,
@@ -254,10 +246,7 @@ async def rejected_messages(
     "/explore/rates",
     summary="The rates explorer",
     response_class=Response,
-    responses={
-        200: {**HTML, "description": "The form, and the daily averages of the lanes asked for."},
-        303: {"description": "Not signed in: to /signin."},
-    },
+    responses=page_responses("The form, and the daily averages of the lanes asked for."),
 )
 async def explore_rates(
     request: Request,
