@@ -24,6 +24,7 @@ LEDGERFLOW_TABLES = {
     "api_tokens",
     "sessions",
     "audit_log",
+    "rejected_total",  # kept by triggers (015)
 }
 
 
@@ -280,3 +281,22 @@ async def test_pending_migrations_reads_the_previous_layouts_record(empty_db_url
             "010_ledgerflow_schema",
             "011_rates_schema",
         ]
+
+
+async def test_the_rejected_total_follows_every_kind_of_write(db_url: str) -> None:
+    conn = await connections.connect(db_url, autocommit=True)
+    async with conn:
+        insert = (
+            "INSERT INTO ledgerflow.rejected_messages (queue, reason, detail, body, properties,"
+            " received_at) SELECT 'q', 'invalid_json', '', 'x', '{}', now()"
+            " FROM generate_series(1, %s)"
+        )
+        await conn.execute(insert, (7,))
+        await conn.execute(insert, (5,))
+        await conn.execute("DELETE FROM ledgerflow.rejected_messages WHERE id <= 3")
+        total = "SELECT total FROM ledgerflow.rejected_total"
+        direct = "SELECT count(*) FROM ledgerflow.rejected_messages"
+        assert await (await conn.execute(total)).fetchone() == (9,)
+        assert await (await conn.execute(direct)).fetchone() == (9,)
+        await conn.execute("TRUNCATE ledgerflow.rejected_messages")
+        assert await (await conn.execute(total)).fetchone() == (0,)
