@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, Form
 from starlette.requests import Request
@@ -95,10 +95,15 @@ async def page_refused(request: Request, exc: Exception) -> Response:
 
 
 def _local(target: str | None) -> str:
-    """Where to go after signing in: a path of this site only."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/"
+    """Where to go after signing in: a path of this site only. Anything a browser could
+    read as another site (``//host``, a backslash, a tab or newline it would strip) is
+    refused for the overview."""
+    if not target or any(ord(c) <= 0x20 or c in "\\\x7f" for c in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
 
 
 def _sign_in_form(

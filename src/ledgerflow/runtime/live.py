@@ -124,8 +124,8 @@ async def live(websocket: WebSocket) -> None:
     hub.listeners.add(listener)
     try:
         await _serve(websocket, hub, listener)
-    except WebSocketDisconnect:
-        pass
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass  # the browser went away, during a send or between two
     finally:
         hub.listeners.discard(listener)
 
