@@ -127,3 +127,31 @@ def test_the_rates_explorer_answers_and_says_which_field_is_wrong(client: TestCl
     )
     assert "no port or region 'nowhere'" in html.unescape(wrong.text)
     assert re.search(r'id="orig_code"[^>]*aria-invalid="true"', wrong.text)
+
+
+def test_pages_show_times_and_averages_as_people_read_them(client: TestClient) -> None:
+    rejected = client.get("/rejected").text
+    assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", rejected)
+    assert "+00:00" not in rejected  # ISO 8601 stays in the CSV
+    params = {
+        "orig_code": "AAAAA",
+        "dest_code": "world",
+        "date_from": "2021-01-01",
+        "date_to": "2021-01-03",
+    }
+    shown = client.get("/explore/rates", params=params).text
+    assert ">21.00</td>" in shown  # (10 + 20 + 33) / 3, to the cent
+    table = rows_of(client.get("/explore/rates", params={**params, "format": "csv"}))
+    assert table[1] == {"day": "2021-01-02", "count": "3", "price": "21.0"}
+
+
+def test_the_reference_lists_no_answer_the_api_never_gives(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            described = operation["responses"].get("422", {}).get("description")
+            assert described != "Validation Error", (method, path)  # ledgerflow says 400
+    assert "HTTPValidationError" not in document.get("components", {}).get("schemas", {})
+    reference = client.get("/docs").text
+    assert "<code>GET /rates</code>" in reference  # backquotes read as code
+    assert 'href="/rejected"' in reference  # the console's menu, signed in

@@ -22,6 +22,7 @@ from ledgerflow.auth.access import (
     session_cookie,
 )
 from ledgerflow.auth.model import AuthError, Identity, Role
+from ledgerflow.web.errors import Error
 from ledgerflow.web.pages import Pages
 
 router = APIRouter(tags=["console"])
@@ -36,6 +37,7 @@ def page_responses(description: str, restricted: bool = False) -> dict[int | str
     responses: dict[int | str, Any] = {
         200: {**HTML, "description": description},
         303: {"description": "Not signed in: to /signin."},
+        400: {"model": Error, "description": "A query parameter is wrong; it is named."},
     }
     if restricted:
         responses[403] = {**HTML, "description": "Signed in without the role the page needs."}
@@ -172,7 +174,8 @@ async def sign_in(
         )
         if outcome.identity is None:
             return _sign_in_form(request, 401, target, name, outcome.problem)
-        session = await store.start_session(conn, name, state.session_seconds)
+        assert outcome.user_id is not None
+        session = await store.start_session(conn, outcome.user_id, state.session_seconds)
     response = RedirectResponse(target, 303)
     response.set_cookie(
         SESSION_COOKIE,

@@ -86,6 +86,7 @@ class SignIn:
 
     identity: Identity | None
     problem: str | None = None  # for the person, when identity is None
+    user_id: int | None = None  # the user signed in, to start the session with
 
 
 async def sign_in(
@@ -124,7 +125,8 @@ async def sign_in(
                 {"name": name, "password_hash": passwords.hash_password(password)},
             )
     role = Role(role)
-    return SignIn(Identity(name, "user", ROLE_SCOPES[role], role, via="password"))
+    identity = Identity(name, "user", ROLE_SCOPES[role], role, via="password")
+    return SignIn(identity, user_id=user_id)
 
 
 async def user_identity(conn: psycopg.AsyncConnection[Any], name: str, via: str) -> Identity | None:
@@ -193,19 +195,16 @@ async def revoke_token(conn: psycopg.AsyncConnection[Any], name: str) -> None:
 # Sessions.
 
 
-async def start_session(conn: psycopg.AsyncConnection[Any], name: str, seconds: float) -> str:
+async def start_session(conn: psycopg.AsyncConnection[Any], user_id: int, seconds: float) -> str:
     """Start a session for a user; return the cookie's value (stored only hashed)."""
     session = secrets.token_urlsafe(32)
-    cursor = await conn.execute(QUERIES["user_by_name"], {"name": name})
-    user = await cursor.fetchone()
-    assert user is not None
     async with conn.transaction():
         await conn.execute(QUERIES["end_expired_sessions"])
         await conn.execute(
             QUERIES["add_session"],
             {
                 "id_sha256": digest(session),
-                "user_id": user[0],
+                "user_id": user_id,
                 "csrf_token": secrets.token_urlsafe(32),
                 "seconds": seconds,
             },

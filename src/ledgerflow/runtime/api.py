@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypedDict
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 from starlette.responses import Response
 
 import ledgerflow
 from ledgerflow.auth import pages as auth_pages
-from ledgerflow.auth.access import AuthState, auth_error
+from ledgerflow.auth.access import SESSION_COOKIE, AuthState, auth_error, identify
 from ledgerflow.auth.model import AuthError
 from ledgerflow.core.health import Health
 from ledgerflow.db.connections import keep_search_path_off_our_schema
+from ledgerflow.kv.balance_store import RedisBalanceStore
 from ledgerflow.rates import routes as rates_routes
 from ledgerflow.rates.cache import RatesCache
 from ledgerflow.rates.lanes import lane_rates
@@ -55,6 +57,7 @@ class ApiState(TypedDict):
     """What the lifespan makes and every request sees as ``request.state``."""
 
     auth: AuthState
+    console: console.ConsoleState
     rates: rates_routes.RatesState
     live: LiveHub
 
@@ -79,12 +82,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[ApiState]:
         else None
     )
     await pool.open(wait=False)
-    hub = LiveHub(settings.redis_url, snapshot=lambda: console.snapshot(pool, settings.redis_url))
+    published = RedisBalanceStore(settings.redis_url, timeout=1.0)
+    pages = console.ConsoleState(pool, published)
+    hub = LiveHub(settings.redis_url, snapshot=lambda: console.snapshot(pages))
     fan_out = asyncio.create_task(hub.run(), name="live")
     health: Health = app.state.health
     health.supervise(fan_out)  # a replica without its live feed is not live
     try:
         yield {
+            "console": pages,
             "live": hub,
             "auth": AuthState(
                 pool=pool,
@@ -107,15 +113,47 @@ async def lifespan(app: FastAPI) -> AsyncIterator[ApiState]:
         with contextlib.suppress(asyncio.CancelledError):
             await fan_out
         await pool.close()
+        await published.close()
         if cache is not None:
             await cache.close()
 
 
 async def reference(request: Request) -> Response:
-    """The API's reference, drawn from the OpenAPI document (no script needed)."""
+    """The API's reference, drawn from the OpenAPI document (no script needed); open to
+    all, with the console's menu for a person signed in."""
     app: FastAPI = request.app
     pages: Pages = app.state.pages
+    with contextlib.suppress(AuthError):
+        identity = await identify(request, None, request.cookies.get(SESSION_COOKIE))
+        if identity is not None and identity.kind == "user":
+            request.state.identity = identity
     return pages.render(request, "reference.html", spec=app.openapi())
+
+
+def document(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The app's OpenAPI document, made once: FastAPI's, without the 422 answers it adds
+    for parameter validation (ledgerflow answers those 400, documented on each route)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            for operations in spec["paths"].values():
+                for operation in operations.values():
+                    unused = operation["responses"].get("422", {})
+                    if unused.get("description") == "Validation Error":
+                        del operation["responses"]["422"]
+            schemas = spec.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    return openapi
 
 
 def create_app(settings: Settings) -> Any:
@@ -137,6 +175,7 @@ def create_app(settings: Settings) -> Any:
             auth_pages.PageRefused: auth_pages.page_refused,
         },
     )
+    app.openapi = document(app)  # type: ignore[method-assign]
     app.include_router(rates_routes.router)
     app.include_router(auth_pages.router)
     app.include_router(console.router)

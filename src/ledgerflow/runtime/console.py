@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
 import psycopg
@@ -17,18 +17,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ledgerflow.auth import store as auth_store
-from ledgerflow.auth.access import auth_state
 from ledgerflow.auth.model import Identity, Role
 from ledgerflow.auth.pages import page, page_responses, pages_of
 from ledgerflow.cluster.registry import workers as registered_workers
 from ledgerflow.db.rejected import rejected_page, rejected_summary
-from ledgerflow.kv.balance_store import BalanceStoreError, RedisBalanceStore
+from ledgerflow.kv.balance_store import BalanceStore, BalanceStoreError
 from ledgerflow.messaging.rabbitmq import queue_backlog
 from ledgerflow.rates.lanes import BadRequest, lanes_for, parse_rates_query
 from ledgerflow.rates.price_feed import REJECTED_REASON
 from ledgerflow.transactions.messages import Reason
 from ledgerflow.transactions.publisher import last_publications, stored_balances
 from ledgerflow.transactions.stats import throughput
+from ledgerflow.web.pages import when
 
 router = APIRouter(tags=["console"])
 T = TypeVar("T")
@@ -37,20 +37,30 @@ BALANCE_COLUMNS = ("provider", "published", "stored", "difference")
 WORKER_COLUMNS = ("instance", "role", "host", "heartbeat_age_s", "last_boundary", "lag_ms")
 
 
-async def balances(
-    pool: AsyncConnectionPool, redis_url: str
-) -> tuple[list[dict[str, Any]], str | None]:
+@dataclass(frozen=True)
+class ConsoleState:
+    """What the console's pages and the live feed's snapshots read, for the lifetime of the
+    API process: the database pool and the store the balances are published to."""
+
+    pool: AsyncConnectionPool
+    published: BalanceStore
+
+
+def console_state(request: Request) -> ConsoleState:
+    """The ConsoleState the lifespan made."""
+    state: ConsoleState = request.state.console
+    return state
+
+
+async def balances(state: ConsoleState) -> tuple[list[dict[str, Any]], str | None]:
     """Each provider's balance as stored now and as KeyDB holds it (the last published)."""
-    async with pool.connection() as conn:
+    async with state.pool.connection() as conn:
         stored = await stored_balances(conn)
-    store = RedisBalanceStore(redis_url, timeout=1.0)
     problem = None
     try:
-        published = await store.read_all(list(stored))
+        published = await state.published.read_all(list(stored))
     except BalanceStoreError as exc:
         published, problem = {}, str(exc)
-    finally:
-        await store.close()
     rows = [
         {
             "provider": key,
@@ -77,7 +87,7 @@ async def workers(pool: AsyncConnectionPool) -> list[dict[str, Any]]:
                 "role": worker["role"],
                 "host": worker["host"],
                 "heartbeat_age_s": round(worker["heartbeat_age"], 1),
-                "last_boundary": publication["boundary"].isoformat() if publication else "",
+                "last_boundary": when(publication["boundary"]) if publication else "",
                 "lag_ms": round(publication["lag_seconds"] * 1000, 1) if publication else "",
             }
         )
@@ -118,19 +128,20 @@ async def overview(
     format: Annotated[Literal["html", "csv"], Query()] = "html",
 ) -> Response:
     """Balances and workers. ``?table=balances&format=csv`` downloads one table."""
-    pool = auth_state(request).pool
+    state = console_state(request)
+    pool = state.pool
     settings = request.app.state.settings
     if format == "csv":
         if table == "workers":
             return as_csv("workers", WORKER_COLUMNS, await workers(pool))
-        return as_csv("balances", BALANCE_COLUMNS, (await balances(pool, settings.redis_url))[0])
+        return as_csv("balances", BALANCE_COLUMNS, (await balances(state))[0])
     # Everything at once, each on its own connection: the page waits for the slowest part,
     # not for their sum. RabbitMQ is asked in a thread (pika's blocking client), 1.5 s at most.
     backlog = asyncio.ensure_future(
         asyncio.to_thread(queue_backlog, settings.amqp_url, settings.queue)
     )
     (balance_rows, problem), worker_rows, rate, rejected = await asyncio.gather(
-        balances(pool, settings.redis_url),
+        balances(state),
         workers(pool),
         _with(pool, throughput),
         _with(pool, rejected_summary),
@@ -154,10 +165,12 @@ async def _with(pool: AsyncConnectionPool, query: Callable[[Any], Awaitable[T]])
         return await query(conn)
 
 
-async def snapshot(pool: AsyncConnectionPool, redis_url: str) -> dict[str, Any]:
+async def snapshot(state: ConsoleState) -> dict[str, Any]:
     """What the live feed sends first, and again to a connection that fell behind."""
-    balance_rows, problem = await balances(pool, redis_url)
-    return {"balances": balance_rows, "keydb_problem": problem, "workers": await workers(pool)}
+    (balance_rows, problem), worker_rows = await asyncio.gather(
+        balances(state), workers(state.pool)
+    )
+    return {"balances": balance_rows, "keydb_problem": problem, "workers": worker_rows}
 
 
 AUDIT_COLUMNS = ("at", "actor", "action", "target", "detail", "client")
@@ -178,14 +191,10 @@ async def audit_page(
     format: Annotated[Literal["html", "csv"], Query()] = "html",
 ) -> Response:
     """Sign-ins, failed sign-ins, sign-outs and every change, newest first."""
-    async with auth_state(request).pool.connection() as conn:
+    async with console_state(request).pool.connection() as conn:
         entries = await auth_store.audit_log(conn, limit)
     rows = [
-        {
-            **entry,
-            "at": entry["at"].isoformat(),
-            "detail": "" if not entry["detail"] else json.dumps(entry["detail"], sort_keys=True),
-        }
+        {**entry, "at": entry["at"].isoformat(), "detail": _detail(entry["detail"])}
         for entry in entries
     ]
     if format == "csv":
@@ -193,7 +202,19 @@ async def audit_page(
     return pages_of(request).render(request, "audit.html", entries=rows, limit=limit)
 
 
+RATES_COLUMNS = ("day", "count", "price")
 REJECTED_COLUMNS = ("id", "received_at", "queue", "message_id", "reason", "detail", "body")
+
+
+def _detail(detail: dict[str, Any] | None) -> str:
+    """An audit entry's detail as people read it: ``role: viewer; email: a@b``."""
+    parts = []
+    for key, value in sorted((detail or {}).items()):
+        if value is None or value == "":
+            continue
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        parts.append(f"{key}: {shown}")
+    return "; ".join(parts)
 
 
 def _text(body: bytes) -> str:
@@ -219,7 +240,7 @@ async def rejected_messages(
     """Every message that could not be used, newest first, with its reason and body;
     filtered by queue and reason, a page at a time."""
     settings = request.app.state.settings
-    async with auth_state(request).pool.connection() as conn:
+    async with console_state(request).pool.connection() as conn:
         found = await rejected_page(conn, queue or None, reason or None, before, limit)
     rows = [
         {**row, "received_at": row["received_at"].isoformat(), "body": _text(row["body"])}
@@ -255,8 +276,10 @@ async def explore_rates(
     dest_code: Annotated[str | None, Query(max_length=100)] = None,
     date_from: Annotated[str | None, Query(max_length=10)] = None,
     date_to: Annotated[str | None, Query(max_length=10)] = None,
+    format: Annotated[Literal["html", "csv"], Query()] = "html",
 ) -> Response:
-    """Lanes or regions over a range of days: the daily averages as a table and a chart."""
+    """Lanes or regions over a range of days: the daily averages as a table and a chart
+    (``format=csv``: the table)."""
     form = {
         "orig_code": orig_code or "",
         "dest_code": dest_code or "",
@@ -274,6 +297,8 @@ async def explore_rates(
             problem = exc
         except (psycopg.OperationalError, psycopg.errors.UndefinedTable) as exc:
             problem = BadRequest("", f"the database cannot answer: {exc}")
+    if format == "csv" and answer is not None:
+        return as_csv("rates", RATES_COLUMNS, answer)
     return pages_of(request).render(
         request,
         "rates.html",

@@ -114,8 +114,10 @@ async def live(websocket: WebSocket) -> None:
     await websocket.accept()
     try:
         request = await asyncio.wait_for(websocket.receive_json(), 10)
-    except (TimeoutError, WebSocketDisconnect, ValueError):
-        with contextlib.suppress(RuntimeError):
+    except WebSocketDisconnect:
+        return  # gone before it asked for anything (a page left at once)
+    except (TimeoutError, ValueError):
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await websocket.close(code=4400, reason='send {"subscribe": [topics]} first')
         return
     asked = request.get("subscribe") if isinstance(request, dict) else None

@@ -3,15 +3,33 @@ the shared layout and stylesheet from this one. Pages work before any script run
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
 STATIC_PATH = "/static"
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def when(value: datetime | str | None) -> str:
+    """A moment as people read it: ``2026-11-29 23:49:45 UTC`` (CSV keeps ISO 8601)."""
+    if value is None or value == "":
+        return ""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def code_spans(text: str | None) -> Markup:
+    """Text with its `backquoted` parts as code, the rest escaped."""
+    escaped = str(escape(text or ""))
+    return Markup(_CODE.sub(r"<code>\1</code>", escaped))
 
 
 class Pages:
@@ -25,6 +43,8 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.env.filters["when"] = when
+        self.env.filters["code_spans"] = code_spans
 
     def render(
         self, request: Request, template: str, status_code: int = 200, **context: Any
