@@ -311,3 +311,18 @@ async def test_a_csrf_token_of_any_characters_is_refused_not_a_crash(client: Tes
     assert odd.status_code == 403
     form = client.post("/signin", data={"name": "olga", "password": PASSWORD, "csrf_token": "ü"})
     assert form.status_code == 400
+
+
+async def test_a_nul_in_the_sign_in_form_or_a_batch_is_refused_not_a_crash(
+    client: TestClient, people: psycopg.AsyncConnection[Any]
+) -> None:
+    form = client.get("/signin")
+    refused = client.post(
+        "/signin", data={"name": "ada\x00", "password": PASSWORD, "csrf_token": csrf_of(form.text)}
+    )
+    assert refused.status_code == 401
+    writer = await store.create_token(people, "writer", ["prices:write"], "test")
+    bad = {**BATCH, "prices": [{**BATCH["prices"][0], "orig_code": "AA\x00"}]}  # type: ignore[dict-item]
+    answer = client.post("/prices/batches", json=bad, headers=bearer(writer))
+    assert answer.status_code == 422
+    assert "NUL" in json.dumps(answer.json())

@@ -155,3 +155,27 @@ def test_the_reference_lists_no_answer_the_api_never_gives(client: TestClient) -
     reference = client.get("/docs").text
     assert "<code>GET /rates</code>" in reference  # backquotes read as code
     assert 'href="/rejected"' in reference  # the console's menu, signed in
+
+
+def test_a_nul_in_any_text_field_is_refused_not_a_crash(client: TestClient) -> None:
+    assert client.get("/rejected", params={"reason": "a\x00b"}).status_code == 400
+    rates = client.get(
+        "/rates",
+        params={
+            "orig_code": "A\x00",
+            "dest_code": "world",
+            "date_from": "2021-01-01",
+            "date_to": "2021-01-02",
+        },
+    )
+    assert rates.status_code == 400 and rates.json()["parameter"] == "orig_code"
+    shown = client.get(
+        "/explore/rates",
+        params={
+            "orig_code": "A\x00",
+            "dest_code": "world",
+            "date_from": "2021-01-01",
+            "date_to": "2021-01-02",
+        },
+    )
+    assert shown.status_code == 200 and "control characters" in shown.text

@@ -156,6 +156,8 @@ async def sign_in(
     expected = request.cookies.get(PRE_SESSION_COOKIE)
     if not same_secret(csrf_token, expected):
         return _sign_in_form(request, 400, target, name, "the form expired: please sign in again")
+    if "\x00" in name + password:  # no user's name has one; PostgreSQL's text takes none
+        return _sign_in_form(request, 401, target, "", "wrong name or password")
     if not name.strip() or not password:
         missing = "your name" if not name.strip() else "your password"
         return _sign_in_form(request, 400, target, name, f"give {missing}")

@@ -63,6 +63,8 @@ def parse_rates_query(params: Mapping[str, str], max_days: int) -> RatesQuery:
         code = params.get(name, "").strip()
         if not code:
             raise BadRequest(name, "required: a port code or a region slug")
+        if any(ord(c) < 0x20 for c in code):  # PostgreSQL's text takes no NUL, codes no control
+            raise BadRequest(name, "a port code or a region slug has no control characters")
         codes.append(code)
     return RatesQuery(date_from, date_to, codes[0], codes[1])
 

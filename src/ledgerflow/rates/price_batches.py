@@ -107,6 +107,8 @@ def _plain_row(raw: dict[str, Any], days: dict[str, date]) -> tuple[str, str, da
     orig, dest = raw.get("orig_code"), raw.get("dest_code")
     if type(orig) is not str or type(dest) is not str or not orig or not dest:
         return None
+    if "\x00" in orig or "\x00" in dest:
+        return None
     day, price = _plain_day(raw.get("day"), days), _plain_price(raw.get("price"))
     if day is None or price is None:
         return None
@@ -124,6 +126,8 @@ def _check_row(
     codes = [raw.get("orig_code"), raw.get("dest_code")]
     if any(c is not None and not isinstance(c, str) for c in codes):
         found.append("port codes must be strings")
+    elif any(isinstance(c, str) and "\x00" in c for c in codes):
+        found.append("port codes may not contain NUL characters")
     day_raw, day = raw.get("day"), None
     if day_raw not in (None, ""):
         if not isinstance(day_raw, str) or not _ISO_DATE.fullmatch(day_raw):

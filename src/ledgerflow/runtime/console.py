@@ -202,6 +202,7 @@ async def audit_page(
     return pages_of(request).render(request, "audit.html", entries=rows, limit=limit)
 
 
+PRINTABLE = r"^[^\x00-\x1f]*$"  # no control character (PostgreSQL's text takes no NUL)
 RATES_COLUMNS = ("day", "count", "price")
 REJECTED_COLUMNS = ("id", "received_at", "queue", "message_id", "reason", "detail", "body")
 
@@ -231,8 +232,8 @@ def _text(body: bytes) -> str:
 async def rejected_messages(
     request: Request,
     identity: Annotated[Identity, page()],
-    queue: Annotated[str | None, Query(max_length=255)] = None,
-    reason: Annotated[str | None, Query(max_length=64)] = None,
+    queue: Annotated[str | None, Query(max_length=255, pattern=PRINTABLE)] = None,
+    reason: Annotated[str | None, Query(max_length=64, pattern=PRINTABLE)] = None,
     before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     format: Annotated[Literal["html", "csv"], Query()] = "html",
