@@ -270,6 +270,7 @@ class Worker:
                 "rejected": result.rejected,
                 "duplicates": result.duplicates,
                 "redelivered": result.redelivered,
+                "filtered": result.filtered,
                 "commit_ms": round(seconds * 1000, 1),
             }
         )
@@ -290,6 +291,7 @@ class Worker:
             rejected=result.rejected,
             duplicates=result.duplicates,
             redelivered=result.redelivered,
+            filtered=result.filtered,
             commit_ms=round(seconds * 1000, 1),
         )
         if result.rejected:

@@ -52,7 +52,7 @@ class IngestMetrics:
             "Messages ready in the queue, as RabbitMQ last said.",
             registry=registry,
         )
-        for outcome in ("stored", "rejected", "duplicate", "redelivered"):
+        for outcome in ("stored", "rejected", "duplicate", "redelivered", "filtered"):
             self.messages.labels(outcome)
         for result in ("published", "failed", "skipped"):
             self.publishes.labels(result)
@@ -65,9 +65,14 @@ class IngestMetrics:
         self.messages.labels("rejected").inc(result.rejected)
         self.messages.labels("duplicate").inc(result.duplicates)
         self.messages.labels("redelivered").inc(result.redelivered)
+        self.messages.labels("filtered").inc(result.filtered)
         for reason, count in result.rejected_by_reason.items():
             self.rejected.labels(reason).inc(count)
         self.batch_size.observe(
-            result.stored + result.rejected + result.duplicates + result.redelivered
+            result.stored
+            + result.rejected
+            + result.duplicates
+            + result.redelivered
+            + result.filtered
         )
         self.commit_duration.observe(seconds)

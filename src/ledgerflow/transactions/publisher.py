@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import psycopg
 import structlog
+from psycopg.types.json import Jsonb
 
 from ledgerflow.cluster.leadership import check_term
 from ledgerflow.core.amounts import format_amount
@@ -114,6 +115,7 @@ class PostgresBalanceLedger:
                         "provider_count": len(snapshot.keys),
                         "published_at": snapshot.published_at,
                         "lag_seconds": snapshot.lag,
+                        "balances": Jsonb(snapshot.keys),
                     },
                 )
 

@@ -23,8 +23,10 @@ RETURNING id;
 UPDATE ledgerflow.batches
 SET stored_count = %(stored_count)s, rejected_count = %(rejected_count)s,
     duplicate_count = %(duplicate_count)s, redelivered_count = %(redelivered_count)s,
+    filtered_count = %(filtered_count)s,
     body_hashes = %(body_hashes)s, outcomes = %(outcomes)s, message_ids = %(message_ids)s,
-    transaction_ids = %(transaction_ids)s, rejected_ids = %(rejected_ids)s
+    transaction_ids = %(transaction_ids)s, rejected_ids = %(rejected_ids)s,
+    filter_rules = %(filter_rules)s::bigint[], hash_keys = %(hash_keys)s::bigint[]
 WHERE id = %(batch_id)s;
 
 -- name: unacknowledged_batches
@@ -60,13 +62,16 @@ SELECT EXISTS (
 );
 
 -- name: record_publish
+-- The snapshot is the publishing transaction's own (REPEATABLE READ: the one the balances
+-- were read in), so a trace can tell which batches this publication saw.
 INSERT INTO ledgerflow.publishes
-    (boundary, term, instance, provider_count, published_at, lag_seconds)
+    (boundary, term, instance, provider_count, published_at, lag_seconds, snapshot, balances)
 VALUES (%(boundary)s, %(term)s, %(instance)s, %(provider_count)s, %(published_at)s,
-        %(lag_seconds)s)
+        %(lag_seconds)s, pg_current_snapshot(), %(balances)s)
 ON CONFLICT (boundary, term) DO UPDATE
 SET published_at = excluded.published_at, lag_seconds = excluded.lag_seconds,
-    provider_count = excluded.provider_count;
+    provider_count = excluded.provider_count, snapshot = excluded.snapshot,
+    balances = excluded.balances;
 
 -- name: last_publications
 SELECT DISTINCT ON (instance) instance, boundary, published_at, lag_seconds,
@@ -97,3 +102,61 @@ SELECT id FROM initial_data ORDER BY id;
 SELECT coalesce(sum(message_count), 0)::float8 / %(seconds)s
 FROM ledgerflow.batches
 WHERE committed_at > now() - make_interval(secs => %(seconds)s);
+
+-- name: insert_rule
+INSERT INTO ledgerflow.rules (name) VALUES (%(name)s)
+ON CONFLICT (name) DO NOTHING
+RETURNING id;
+
+-- name: rule_id
+SELECT id FROM ledgerflow.rules WHERE name = %(name)s;
+
+-- name: lock_rule
+-- Two changes to one rule at once would both become the same next version.
+SELECT id FROM ledgerflow.rules WHERE name = %(name)s FOR UPDATE;
+
+-- name: insert_rule_version
+INSERT INTO ledgerflow.rule_versions
+    (rule_id, version, condition, technical, functional, owner, enabled, change, changed_by)
+VALUES (%(rule_id)s, %(version)s, %(condition)s, %(technical)s, %(functional)s, %(owner)s,
+        %(enabled)s, %(change)s, %(changed_by)s)
+RETURNING id;
+
+-- name: rule_version
+SELECT v.id AS version_id, r.name, v.version, v.condition, v.technical, v.functional,
+       v.owner, v.enabled, v.change, v.changed_by, v.changed_at
+FROM ledgerflow.rule_versions AS v JOIN ledgerflow.rules AS r ON r.id = v.rule_id
+WHERE v.id = %(id)s;
+
+-- name: current_rule
+SELECT v.id AS version_id, r.name, v.version, v.condition, v.technical, v.functional,
+       v.owner, v.enabled, v.change, v.changed_by, v.changed_at
+FROM ledgerflow.rules AS r
+JOIN ledgerflow.rule_versions AS v ON v.rule_id = r.id
+WHERE r.name = %(name)s
+ORDER BY v.version DESC
+LIMIT 1;
+
+-- name: current_rules
+-- Each rule's newest version, in the order rules are evaluated (creation order).
+SELECT DISTINCT ON (r.id) v.id AS version_id, r.name, v.version, v.condition, v.technical,
+       v.functional, v.owner, v.enabled, v.change, v.changed_by, v.changed_at
+FROM ledgerflow.rules AS r
+JOIN ledgerflow.rule_versions AS v ON v.rule_id = r.id
+ORDER BY r.id, v.version DESC;
+
+-- name: rule_history
+SELECT v.id AS version_id, r.name, v.version, v.condition, v.technical, v.functional,
+       v.owner, v.enabled, v.change, v.changed_by, v.changed_at
+FROM ledgerflow.rules AS r
+JOIN ledgerflow.rule_versions AS v ON v.rule_id = r.id
+WHERE r.name = %(name)s
+ORDER BY v.version DESC;
+
+-- name: rule_set_version
+-- Every change is a new version row, so the newest id names the rule set.
+SELECT coalesce(max(id), 0) FROM ledgerflow.rule_versions;
+
+-- name: insert_batch_filters
+INSERT INTO ledgerflow.batch_filters (batch_id, rule_version_id, filtered)
+SELECT %(batch_id)s, r, c FROM unnest(%(rules)s::bigint[], %(counts)s::integer[]) AS t(r, c);

@@ -11,20 +11,35 @@ from typing import Any, NamedTuple
 
 import psycopg
 import structlog
+from psycopg.types.json import Jsonb
 
 from ledgerflow.cluster.leadership import ensure_term, lock_term_query
 from ledgerflow.db.queries import Queries
 from ledgerflow.db.rejected import RejectedMessage, record_rejected
 from ledgerflow.messaging.delivery import Delivery, properties_json
+from ledgerflow.transactions.conditions import VARIABLES, Type
 from ledgerflow.transactions.messages import Reason, Rejection, Transaction, parse_transaction
 from ledgerflow.transactions.redeliveries import RedeliveryMatcher
+from ledgerflow.transactions.rules import RuleSet, load_rule_set
 
 log = structlog.get_logger(__name__)
 QUERIES = Queries.of("ledgerflow.transactions")
 
 DIGEST = hashlib.sha256().digest_size
 # How each message's outcome is written in ledgerflow.batches.outcomes.
-OUTCOME_LETTER = {"stored": "S", "rejected": "R", "duplicate": "D", "redelivered": "A"}
+OUTCOME_LETTER = {
+    "stored": "S",
+    "rejected": "R",
+    "duplicate": "D",
+    "redelivered": "A",
+    "filtered": "F",
+}
+# A batch met a newer rule set than it was written with: written again with the new one.
+RULE_SET_ATTEMPTS = 5
+
+
+class RulesChanged(Exception):
+    """The rules changed since the writer loaded them; the batch was rolled back."""
 
 
 class Prepared(NamedTuple):
@@ -48,6 +63,24 @@ class BatchResult:
     redelivered: int
     rejected_by_reason: Counter[str]
     transaction_ids: list[int]
+    filtered: int = 0
+    filtered_by_rule: Counter[int] | None = None  # rule version id -> messages
+
+
+def message_variable(delivery: Delivery, name: str) -> Any:
+    """What a rule's condition reads as ``name`` for this delivery (besides id and value)."""
+    if name == "message_id":
+        return delivery.message_id
+    if name == "redelivered":
+        return delivery.redelivered
+    properties = properties_json(delivery.properties)
+    if name == "headers":
+        headers = properties.get("headers")
+        return Jsonb(headers if isinstance(headers, dict) else {})
+    value = properties.get(name)
+    if VARIABLES[name].type is Type.INT:  # priority, delivery_mode: a property of another
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return None if value is None else str(value)
 
 
 def _numbers_array(numbers: Iterable[object]) -> str:
@@ -76,6 +109,12 @@ class BatchWriter:
         self._max_body_bytes = max_body_bytes
         self._providers: set[int] = set()
         self._redeliveries = RedeliveryMatcher([])
+        self._rules = RuleSet(-1, ())  # -1: never loaded, so the first batch loads them
+
+    @property
+    def rules(self) -> RuleSet:
+        """The rule set the last batch was written with."""
+        return self._rules
 
     async def expect_redeliveries(self, last_acknowledged_batch: int) -> int:
         """Load the messages committed after ``last_acknowledged_batch``; return how many.
@@ -129,7 +168,10 @@ class BatchWriter:
         """Commit the batch; raise LeadershipLost (nothing written) if the term is over.
 
         The statements go out in pipeline mode: the transaction costs three round trips
-        to PostgreSQL (four when messages carry ids), whatever the batch size.
+        to PostgreSQL (four when messages carry ids), whatever the batch size. The batch
+        is filtered by the rule set current when it commits: if the rules changed since
+        the writer loaded them, the transaction is rolled back and the batch written
+        again with the new rules, so every batch is filtered by one rule-set version.
         """
         deliveries = [i.delivery if isinstance(i, Prepared) else i for i in items]
         prepared = [self._parsed(item) for item in items]
@@ -142,12 +184,34 @@ class BatchWriter:
                 tag=deliveries[match.broke_at].tag,
                 redelivered=deliveries[match.broke_at].redelivered,
             )
-        skip: list[str | None] = ["redelivered" if r else None for r in match.recognised]
+        for _ in range(RULE_SET_ATTEMPTS - 1):
+            try:
+                result = await self._write_once(deliveries, prepared, hashes, match.recognised)
+                break
+            except RulesChanged:
+                self._rules = await load_rule_set(self._conn)
+                log.info(
+                    "ingest.rules_loaded", version=self._rules.version, rules=len(self._rules.rules)
+                )
+        else:
+            result = await self._write_once(deliveries, prepared, hashes, match.recognised)
+        self._redeliveries.advance(match)  # only once the batch is committed
+        return result
+
+    async def _write_once(
+        self,
+        deliveries: list[Delivery],
+        prepared: list[tuple[bytes, Transaction | Rejection]],
+        hashes: list[bytes],
+        recognised: Sequence[bool],
+    ) -> BatchResult:
+        skip: list[str | None] = ["redelivered" if r else None for r in recognised]
         outcomes: list[Transaction | Rejection | None] = [
             None if skip[i] else parsed for i, (_, parsed) in enumerate(prepared)
         ]
         async with self._conn.pipeline(), self._conn.transaction():
             locked = await self._conn.execute(lock_term_query())
+            rules = await self._conn.execute(QUERIES["rule_set_version"])
             cursor = await self._conn.execute(
                 QUERIES["insert_batch"],
                 {
@@ -158,14 +222,15 @@ class BatchWriter:
                 },
             )
             await ensure_term(locked, self._term)
+            version = await rules.fetchone()
+            if version is None or version[0] != self._rules.version:
+                raise RulesChanged  # rolls the transaction back
             row = await cursor.fetchone()
             assert row is not None
             batch_id: int = row[0]
             await self._reject_unknown_providers(outcomes)
             await self._skip_duplicates(batch_id, deliveries, skip, outcomes)
-            result = await self._insert(batch_id, deliveries, hashes, outcomes, skip)
-        self._redeliveries.advance(match)  # only once the batch is committed
-        return result
+            return await self._insert(batch_id, deliveries, hashes, outcomes, skip)
 
     async def _reject_unknown_providers(
         self, outcomes: list[Transaction | Rejection | None]
@@ -220,7 +285,15 @@ class BatchWriter:
         stored = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, Transaction)]
         rejected = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, Rejection)]
         transaction_ids: list[int | None] = [None] * len(deliveries)
-        if stored:
+        filter_rules: list[int | None] = [None] * len(deliveries)
+        filtered: Counter[int] = Counter()
+        if stored and self._rules.rules:
+            stored = await self._insert_filtered(deliveries, stored, transaction_ids, filter_rules)
+            filtered.update(r for r in filter_rules if r is not None)
+            for i, rule in enumerate(filter_rules):
+                if rule is not None:
+                    skip[i] = "filtered"
+        elif stored:
             cursor = await self._conn.execute(
                 QUERIES["insert_transactions"],
                 {
@@ -231,6 +304,15 @@ class BatchWriter:
             ids = sorted(r[0] for r in await cursor.fetchall())
             for (i, _), row_id in zip(stored, ids, strict=True):
                 transaction_ids[i] = row_id
+        if filtered:
+            await self._conn.execute(
+                QUERIES["insert_batch_filters"],
+                {
+                    "batch_id": batch_id,
+                    "rules": list(filtered),
+                    "counts": list(filtered.values()),
+                },
+            )
 
         rejected_ids: list[int | None] = [None] * len(deliveries)
         reasons: Counter[str] = Counter(r.reason.value for _, r in rejected)
@@ -265,6 +347,9 @@ class BatchWriter:
             OUTCOME_LETTER[skip[i] or ("stored" if transaction_ids[i] else "rejected")]
             for i in range(len(deliveries))
         )
+        # The first 8 bytes of each hash as a signed integer: what a trace by hash finds
+        # through the batches' GIN index.
+        hash_keys = [int.from_bytes(h[:8], "big", signed=True) for h in hashes]
         message_ids = [d.message_id for d in deliveries]
         await self._conn.execute(
             QUERIES["finish_batch"],
@@ -279,6 +364,9 @@ class BatchWriter:
                 "message_ids": message_ids if any(message_ids) else None,
                 "transaction_ids": _numbers_array(transaction_ids) if stored else None,
                 "rejected_ids": rejected_ids if rejected else None,
+                "filtered_count": len(filter_rules) - filter_rules.count(None),
+                "filter_rules": _numbers_array(filter_rules) if filtered else None,
+                "hash_keys": _numbers_array(hash_keys),
             },
         )
         return BatchResult(
@@ -289,4 +377,35 @@ class BatchWriter:
             redelivered=skip.count("redelivered"),
             rejected_by_reason=reasons,
             transaction_ids=[row_id for row_id in transaction_ids if row_id is not None],
+            filtered=sum(filtered.values()),
+            filtered_by_rule=filtered,
         )
+
+    async def _insert_filtered(
+        self,
+        deliveries: list[Delivery],
+        stored: list[tuple[int, Transaction]],
+        transaction_ids: list[int | None],
+        filter_rules: list[int | None],
+    ) -> list[tuple[int, Transaction]]:
+        """Insert the valid messages no rule matches, in one statement that evaluates the
+        rules; fill ``transaction_ids`` and ``filter_rules``; return what was stored."""
+        params: dict[str, Any] = {
+            "id": _numbers_array([t.provider_id for _, t in stored]),
+            "value": _numbers_array([t.value for _, t in stored]),
+        }
+        for name in self._rules.variables:
+            params[name] = [message_variable(deliveries[i], name) for i, _ in stored]
+        cursor = await self._conn.execute(self._rules.statement(), params)
+        row = await cursor.fetchone()
+        assert row is not None
+        ids, rules = row[0] or [], row[1]
+        kept = []
+        for (i, transaction), rule in zip(stored, rules, strict=True):
+            if rule is None:
+                kept.append((i, transaction))
+            else:
+                filter_rules[i] = rule
+        for (i, _), row_id in zip(kept, ids, strict=True):
+            transaction_ids[i] = row_id
+        return kept
