@@ -1,0 +1,1 @@
+"""Lineage: every message traced, stage counts, comparisons by message id, reports."""

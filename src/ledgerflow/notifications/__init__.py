@@ -1,0 +1,1 @@
+"""Notifications by email (SMTP) and webhook, each recorded in the notification log."""

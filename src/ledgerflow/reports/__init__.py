@@ -1,0 +1,1 @@
+"""Reports as documents: PDF with title, period and page numbers, and the flow graph."""
