@@ -13,26 +13,32 @@ from ledgerflow.db.queries import Queries, parse
 
 SOURCE = Path(ledgerflow.__file__).parent
 ASKED = re.compile(r"""QUERIES\["(\w+)"\]""")
-OWNER = re.compile(r"""QUERIES = Queries\.of\("(ledgerflow(?:\.\w+)*)"\)""")
+OWNER = re.compile(
+    r"""QUERIES = Queries\.of\("(ledgerflow(?:\.\w+)*)"(?:, "(\w+\.sql)")?\)"""
+)
 
 
-def asked_for() -> dict[str, set[str]]:
-    """Query names asked for in the source, by the package whose queries.sql holds them."""
-    found: dict[str, set[str]] = {}
+def asked_for() -> dict[tuple[str, str], set[str]]:
+    """Query names asked for in the source, by the package and file that hold them."""
+    found: dict[tuple[str, str], set[str]] = {}
     for module in SOURCE.rglob("*.py"):
         text = module.read_text("utf-8")
         owner = OWNER.search(text)
         if owner:
-            found.setdefault(owner[1], set()).update(ASKED.findall(text))
+            key = (owner[1], owner[2] or "queries.sql")
+            found.setdefault(key, set()).update(ASKED.findall(text))
     return found
 
 
-@pytest.mark.parametrize("package", sorted(asked_for()))
-def test_each_package_asks_only_for_its_own_queries_and_uses_them_all(package: str) -> None:
-    available = set(Queries.of(package).names())
-    asked = asked_for()[package]
-    assert asked <= available, f"missing in {package}/queries.sql: {sorted(asked - available)}"
-    assert available <= asked, f"unused in {package}/queries.sql: {sorted(available - asked)}"
+@pytest.mark.parametrize("owner", sorted(asked_for()), ids="/".join)
+def test_each_package_asks_only_for_its_own_queries_and_uses_them_all(
+    owner: tuple[str, str],
+) -> None:
+    available = set(Queries.of(*owner).names())
+    asked = asked_for()[owner]
+    where = "/".join(owner)
+    assert asked <= available, f"missing in {where}: {sorted(asked - available)}"
+    assert available <= asked, f"unused in {where}: {sorted(available - asked)}"
 
 
 def test_a_name_given_twice_is_refused() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ledgerflow.cli import access, api, database, produce, rates, run, status, worker
+from ledgerflow.cli import access, api, database, lineage, produce, rates, run, status, worker
 from ledgerflow.core import logs
 from ledgerflow.settings import ConfigError, load_settings
 
@@ -29,3 +29,5 @@ for module in (database, worker, produce, api, rates, status, run):
     main.add_command(module.command)
 main.add_command(access.users_command)
 main.add_command(access.tokens_command)
+main.add_command(lineage.rules_command)
+main.add_command(lineage.trace_command)

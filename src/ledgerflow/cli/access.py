@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
@@ -13,39 +10,12 @@ import psycopg
 
 from ledgerflow.auth import store
 from ledgerflow.auth.model import SCOPES, Role
-from ledgerflow.cli.common import prepare, run_or_explain, settings_of
-from ledgerflow.db.connections import connect
+from ledgerflow.cli.common import actor, with_database
 
 T = TypeVar("T")
 
 
-def actor() -> str:
-    """How the audit log names a change made from the command line."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
-def _with_db(ctx: click.Context, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
-    """Migrate if needed, then run ``work`` on a connection; errors become one clear line."""
-    settings = settings_of(ctx)
-    result: list[T] = []
-
-    async def go() -> None:
-        conn = await connect(settings.database_url, autocommit=True)
-        async with conn:
-            result.append(await work(conn))
-
-    def action() -> None:
-        prepare(settings)
-        asyncio.run(go())
-
-    try:
-        run_or_explain(action)
-    except (store.Conflict, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    return result[0]
+EXPECTED = (store.Conflict, ValueError)  # refused inputs: one line, exit code 1
 
 
 def read_password(confirm: bool = True) -> str:
@@ -87,7 +57,7 @@ def add_user(
         await store.add_user(conn, name, Role(role), password, email)
         await store.audit(conn, actor(), "user.add", name, {"role": role, "email": email})
 
-    _with_db(ctx, work)
+    with_database(ctx, work, EXPECTED)
     click.echo(f"added {name} ({role})")
 
 
@@ -102,7 +72,7 @@ def set_password(ctx: click.Context, name: str) -> None:
         await store.set_password(conn, name, password)
         await store.audit(conn, actor(), "user.password", name)
 
-    _with_db(ctx, work)
+    with_database(ctx, work, EXPECTED)
     click.echo(f"password of {name} set")
 
 
@@ -110,7 +80,7 @@ def set_password(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def list_users(ctx: click.Context) -> None:
     """Every user, with role, e-mail and whether a password is set."""
-    found = _with_db(ctx, store.users)
+    found = with_database(ctx, store.users, EXPECTED)
     click.echo(f"{'NAME':<24} {'ROLE':<9} {'PASSWORD':<9} {'LOCKED':<7} EMAIL")
     for user in found:
         click.echo(
@@ -144,7 +114,7 @@ def create_token(ctx: click.Context, scopes: tuple[str, ...], name: str | None) 
         await store.audit(conn, actor(), "token.create", chosen, {"scopes": sorted(scopes)})
         return token
 
-    token = _with_db(ctx, work)
+    token = with_database(ctx, work, EXPECTED)
     click.echo(token)
 
 
@@ -152,7 +122,7 @@ def create_token(ctx: click.Context, scopes: tuple[str, ...], name: str | None) 
 @click.pass_context
 def list_tokens(ctx: click.Context) -> None:
     """Every token: name, first characters, scopes, last use; never the token."""
-    found = _with_db(ctx, store.tokens)
+    found = with_database(ctx, store.tokens, EXPECTED)
     click.echo(f"{'NAME':<20} {'PREFIX':<9} {'STATE':<8} {'LAST USED':<20} SCOPES")
     for token in found:
         state = "revoked" if token["revoked_at"] else "live"
@@ -173,5 +143,5 @@ def revoke_token(ctx: click.Context, name: str) -> None:
         await store.revoke_token(conn, name)
         await store.audit(conn, actor(), "token.revoke", name)
 
-    _with_db(ctx, work)
+    with_database(ctx, work, EXPECTED)
     click.echo(f"revoked {name}")

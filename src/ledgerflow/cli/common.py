@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Collection
-from typing import Any
+import getpass
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, TypeVar
 
 import click
 import psycopg
@@ -17,6 +18,7 @@ from ledgerflow.messaging.rabbitmq import BrokerError
 from ledgerflow.settings import ConfigError, Settings
 
 log = structlog.get_logger("ledgerflow")
+T = TypeVar("T")
 
 STARTUP_WAIT = 60.0  # seconds a starting worker waits for a restarting PostgreSQL
 
@@ -88,3 +90,37 @@ def run_or_explain(action: Callable[[], Any]) -> None:
         if isinstance(exc, pika.exceptions.AMQPError):
             raise click.ClickException(f"RabbitMQ: {exc!r}") from None
         raise
+
+
+def actor() -> str:
+    """How the audit log names a change made from the command line."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def with_database(
+    ctx: click.Context,
+    work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
+    expected: tuple[type[Exception], ...] = (ValueError,),
+) -> T:
+    """Migrate if needed, then run ``work`` on a connection; a dependency failure or an
+    ``expected`` error (a refused input) becomes one clear line and exit code 1."""
+    settings = settings_of(ctx)
+    result: list[T] = []
+
+    async def go() -> None:
+        conn = await connections.connect(settings.database_url, autocommit=True)
+        async with conn:
+            result.append(await work(conn))
+
+    def action() -> None:
+        prepare(settings)
+        asyncio.run(go())
+
+    try:
+        run_or_explain(action)
+    except expected as exc:
+        raise click.ClickException(str(exc)) from None
+    return result[0]

@@ -10,8 +10,7 @@ import click
 
 from ledgerflow.auth import store
 from ledgerflow.auth.model import Role
-from ledgerflow.cli.access import actor
-from ledgerflow.cli.common import log, prepare, run_or_explain, settings_of
+from ledgerflow.cli.common import actor, log, prepare, run_or_explain, settings_of
 from ledgerflow.cli.rates import load_sample
 from ledgerflow.db.connections import connect, connect_sync
 from ledgerflow.transactions.producer import seed_example_data

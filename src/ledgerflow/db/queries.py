@@ -38,16 +38,19 @@ class Queries:
 
     @staticmethod
     @functools.cache
-    def of(package: str) -> Queries:
-        """The queries in ``package``'s ``queries.sql`` (read once per process)."""
-        return Queries(package, parse(files(package).joinpath("queries.sql").read_text("utf-8")))
+    def of(package: str, file: str = "queries.sql") -> Queries:
+        """The queries in ``package``'s ``queries.sql``, or in another file of it when a
+        domain's SQL is long enough to split by module (read once per process)."""
+        return Queries(
+            f"{package}/{file}", parse(files(package).joinpath(file).read_text("utf-8"))
+        )
 
     def __getitem__(self, name: str) -> LiteralString:
         """The SQL text of the named query (it comes from a file shipped with ledgerflow)."""
         try:
             return self._queries[name]
         except KeyError:
-            raise KeyError(f"no query {name!r} in {self.package}/queries.sql") from None
+            raise KeyError(f"no query {name!r} in {self.package}") from None
 
     def names(self) -> list[str]:
         """Every query's name, in file order."""

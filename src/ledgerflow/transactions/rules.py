@@ -33,6 +33,9 @@ from ledgerflow.transactions.messages import Reason
 QUERIES = Queries.of("ledgerflow.transactions")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_TEXT = 2000
+# The blank message a new condition is evaluated on once, by PostgreSQL: values, not
+# NULLs, since a function given NULL returns NULL without looking at its other arguments.
+PROBE = {"integer": "0", "numeric": "0", "text": "", "jsonb": "{}", "boolean": "false"}
 
 # The technical rules that ship with ledgerflow: every reason a message is rejected,
 # with why, for the people who read the filtered and rejected counts side by side.
@@ -136,12 +139,14 @@ class RuleSet:
         messages, first matching rule first; the rows no rule matched are inserted.
 
         Returns the new transaction ids (ascending, so in input order) and, per input
-        message, the rule version that filtered it or NULL.
+        message, the rule version that filtered it or NULL; the filtered messages go to
+        ``ledgerflow.filtered_messages`` in the same statement.
         """
-        names = ["id", "value", *self.variables]
+        names = ["position", "id", "value", *self.variables]
+        # position: the message's place in its batch, sent beside what conditions read.
+        types = {"position": "integer", **{n: v.column_type for n, v in VARIABLES.items()}}
         arrays = sql.SQL(", ").join(
-            sql.SQL("{}::{}[]").format(sql.Placeholder(n), sql.SQL(VARIABLES[n].column_type))
-            for n in names
+            sql.SQL("{}::{}[]").format(sql.Placeholder(n), sql.SQL(types[n])) for n in names
         )
         columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
         cases = sql.SQL(" ").join(
@@ -150,12 +155,15 @@ class RuleSet:
         )
         return sql.SQL(
             "WITH m AS (SELECT * FROM unnest({arrays}) WITH ORDINALITY AS m({columns}, n)),"
-            " f AS (SELECT n, m.id, m.value, CASE {cases} END AS rule FROM m),"
+            " f AS (SELECT n, m.position, m.id, m.value, CASE {cases} END AS rule FROM m),"
             " stored AS (INSERT INTO historical_transactions (provider_id, transaction_value)"
-            " SELECT id, value FROM f WHERE rule IS NULL ORDER BY n RETURNING id)"
+            " SELECT id, value FROM f WHERE rule IS NULL ORDER BY n RETURNING id),"
+            " filtered AS (INSERT INTO ledgerflow.filtered_messages"
+            " (batch_id, position, rule_version_id, provider_id, value)"
+            " SELECT {batch_id}, position, rule, id, value FROM f WHERE rule IS NOT NULL)"
             " SELECT (SELECT array_agg(id ORDER BY id) FROM stored),"
             " (SELECT array_agg(rule ORDER BY n) FROM f)"
-        ).format(arrays=arrays, columns=columns, cases=cases)
+        ).format(arrays=arrays, columns=columns, cases=cases, batch_id=sql.Placeholder("batch_id"))
 
 
 def check_fields(name: str, technical: str, functional: str, owner: str) -> None:
@@ -177,7 +185,7 @@ def check_fields(name: str, technical: str, functional: str, owner: str) -> None
 
 
 async def check_condition(conn: psycopg.AsyncConnection[Any], text: str) -> Condition:
-    """Compile ``text`` and have PostgreSQL evaluate it once on an empty message, so that
+    """Compile ``text`` and have PostgreSQL evaluate it once on a blank message, so that
     what only the database checks (a pattern for matches()) is refused now, not when a
     batch meets it."""
     try:
@@ -188,7 +196,11 @@ async def check_condition(conn: psycopg.AsyncConnection[Any], text: str) -> Cond
     probe = sql.SQL("SELECT {} FROM (SELECT {}) AS m").format(
         condition.sql,
         sql.SQL(", ").join(
-            sql.SQL("NULL::{} AS {}").format(sql.SQL(VARIABLES[n].column_type), sql.Identifier(n))
+            sql.SQL("{}::{} AS {}").format(
+                sql.Literal(PROBE[VARIABLES[n].column_type]),
+                sql.SQL(VARIABLES[n].column_type),
+                sql.Identifier(n),
+            )
             for n in names
         ),
     )

@@ -288,7 +288,9 @@ class BatchWriter:
         filter_rules: list[int | None] = [None] * len(deliveries)
         filtered: Counter[int] = Counter()
         if stored and self._rules.rules:
-            stored = await self._insert_filtered(deliveries, stored, transaction_ids, filter_rules)
+            stored = await self._insert_filtered(
+                batch_id, deliveries, stored, transaction_ids, filter_rules
+            )
             filtered.update(r for r in filter_rules if r is not None)
             for i, rule in enumerate(filter_rules):
                 if rule is not None:
@@ -383,6 +385,7 @@ class BatchWriter:
 
     async def _insert_filtered(
         self,
+        batch_id: int,
         deliveries: list[Delivery],
         stored: list[tuple[int, Transaction]],
         transaction_ids: list[int | None],
@@ -391,6 +394,8 @@ class BatchWriter:
         """Insert the valid messages no rule matches, in one statement that evaluates the
         rules; fill ``transaction_ids`` and ``filter_rules``; return what was stored."""
         params: dict[str, Any] = {
+            "batch_id": batch_id,
+            "position": _numbers_array([i for i, _ in stored]),
             "id": _numbers_array([t.provider_id for _, t in stored]),
             "value": _numbers_array([t.value for _, t in stored]),
         }

@@ -34,8 +34,10 @@ ALTER TABLE ledgerflow.batches
     -- what a trace by hash looks up through the GIN index below.
     ADD COLUMN hash_keys BIGINT[],
     -- The transaction that committed the batch: a publication's snapshot tells whether
-    -- it saw the batch.
-    ADD COLUMN xid XID8 DEFAULT pg_current_xact_id();
+    -- it saw the batch. NULL for batches written before this migration (a default here
+    -- would give them all this migration's transaction).
+    ADD COLUMN xid XID8;
+ALTER TABLE ledgerflow.batches ALTER COLUMN xid SET DEFAULT pg_current_xact_id();
 
 CREATE INDEX batches_hash_keys_idx ON ledgerflow.batches USING gin (hash_keys);
 
@@ -48,6 +50,19 @@ CREATE TABLE ledgerflow.batch_filters (
     PRIMARY KEY (batch_id, rule_version_id)
 );
 CREATE INDEX batch_filters_rule_version_idx ON ledgerflow.batch_filters (rule_version_id);
+
+-- Each filtered message as it was parsed: the log of filtered messages people read and
+-- export, with the rule version that filtered it (a minority of messages: one row each).
+CREATE TABLE ledgerflow.filtered_messages (
+    batch_id BIGINT NOT NULL REFERENCES ledgerflow.batches(id),
+    position INTEGER NOT NULL,           -- in the batch, from 0, as in ledgerflow.messages
+    rule_version_id BIGINT NOT NULL REFERENCES ledgerflow.rule_versions(id),
+    provider_id INTEGER NOT NULL,
+    value NUMERIC NOT NULL,
+    PRIMARY KEY (batch_id, position)
+);
+CREATE INDEX filtered_messages_rule_version_idx
+    ON ledgerflow.filtered_messages (rule_version_id, batch_id);
 
 -- A publication keeps the snapshot it read and the values it wrote to KeyDB, so a trace
 -- can say which boundary first included a message and what KeyDB held then.
