@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg.rows import dict_row
@@ -31,10 +31,10 @@ MAX_MATCHES = 100  # the same body may have been sent many times; a trace shows 
 
 
 async def _one(
-    conn: psycopg.AsyncConnection[Any], query: str, params: dict[str, Any]
+    conn: psycopg.AsyncConnection[Any], query: LiteralString, params: dict[str, Any]
 ) -> dict[str, Any] | None:
     async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(QUERIES[query], params)
+        await cursor.execute(query, params)
         return await cursor.fetchone()
 
 
@@ -82,7 +82,7 @@ async def trace(conn: psycopg.AsyncConnection[Any], key: str) -> dict[str, Any]:
 
 
 async def _message(conn: psycopg.AsyncConnection[Any], batch: int, position: int) -> dict[str, Any]:
-    row = await _one(conn, "message", {"batch_id": batch, "position": position})
+    row = await _one(conn, QUERIES["message"], {"batch_id": batch, "position": position})
     assert row is not None
     outcome = OUTCOMES.get(row["letter"], "unknown")
     message: dict[str, Any] = {
@@ -99,7 +99,7 @@ async def _message(conn: psycopg.AsyncConnection[Any], batch: int, position: int
     if row["transaction_id"] is not None:
         message["transaction"] = await _transaction(conn, row)
     if row["rejected_id"] is not None:
-        rejection = await _one(conn, "rejection", {"id": row["rejected_id"]})
+        rejection = await _one(conn, QUERIES["rejection"], {"id": row["rejected_id"]})
         if rejection is not None:
             message["rejection"] = {
                 "id": row["rejected_id"],
@@ -107,8 +107,8 @@ async def _message(conn: psycopg.AsyncConnection[Any], batch: int, position: int
                 "detail": rejection["detail"],
             }
     if row["rule_version_id"] is not None:
-        rule = await _one(conn, "rule", {"id": row["rule_version_id"]})
-        parsed = await _one(conn, "filtered", {"batch_id": batch, "position": position})
+        rule = await _one(conn, QUERIES["rule"], {"id": row["rule_version_id"]})
+        parsed = await _one(conn, QUERIES["filtered"], {"batch_id": batch, "position": position})
         if rule is not None:
             message["rule"] = {
                 "version_id": row["rule_version_id"],
@@ -120,7 +120,7 @@ async def _message(conn: psycopg.AsyncConnection[Any], batch: int, position: int
                 "value": str(parsed["value"]),
             }
     if outcome == "duplicate" and row["message_id"] is not None:
-        counted = await _one(conn, "counted_in", {"message_id": row["message_id"]})
+        counted = await _one(conn, QUERIES["counted_in"], {"message_id": row["message_id"]})
         if counted is not None:
             message["counted_in_batch"] = counted["batch_id"]
     return message
@@ -128,7 +128,7 @@ async def _message(conn: psycopg.AsyncConnection[Any], batch: int, position: int
 
 async def _transaction(conn: psycopg.AsyncConnection[Any], row: dict[str, Any]) -> dict[str, Any]:
     """The stored row, and the first publication that included it, with what it wrote."""
-    stored = await _one(conn, "transaction", {"id": row["transaction_id"]})
+    stored = await _one(conn, QUERIES["transaction"], {"id": row["transaction_id"]})
     if stored is None:
         return {"id": row["transaction_id"], "missing": True}
     result: dict[str, Any] = {
@@ -140,7 +140,7 @@ async def _transaction(conn: psycopg.AsyncConnection[Any], row: dict[str, Any]) 
     if row["xid"] is not None and stored["key"] is not None:
         publication = await _one(
             conn,
-            "first_publication",
+            QUERIES["first_publication"],
             {"key": stored["key"], "committed_at": row["committed_at"], "xid": row["xid"]},
         )
         result["first_publication"] = (
