@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ledgerflow.core import ConfigError
+from ledgerflow.notifications.notify import NotifySettings, parse_notify_settings
 
 __all__ = ["ENV_PREFIX", "ConfigError", "Settings", "load_settings"]
 
@@ -86,6 +87,17 @@ class Settings(BaseSettings):
     sign_in_attempts: int = Field(5, ge=1, le=100)
     lockout_seconds: int = Field(60, ge=1, le=86_400)
 
+    # Notifications (docs/notifications.md). Email goes out when the SMTP URL is set:
+    # smtp://user:password@host:port?starttls=true, or smtps:// for TLS from the start.
+    notify_smtp_url: str | None = None
+    notify_mail_from: str = "ledgerflow@localhost"
+    # Comma-separated addresses; needed with an SMTP URL, refused without one.
+    notify_mail_to: str = ""
+    # Each URL gets every notification as a JSON POST: comma- or space-separated.
+    notify_webhook_urls: str = ""
+    # Seconds each channel may take before it counts as failed.
+    notify_timeout: float = Field(10, gt=0, le=300)
+
     instance: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
     # Tracing follows OpenTelemetry's own variables; unset, it is off.
@@ -124,6 +136,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"{ENV_PREFIX}{name}: {path} is not a readable file")
         return self
 
+    @model_validator(mode="after")
+    def _notify(self) -> Settings:
+        # Checked here rather than per field, so that the message, which names the
+        # variable, never repeats a URL holding a password.
+        try:
+            self.notify_settings()
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
     @field_validator("publish_interval")
     @classmethod
     def _interval_divides_hour(cls, value: int) -> int:
@@ -144,6 +166,17 @@ class Settings(BaseSettings):
     def trusted_proxy_list(self) -> list[str]:
         """``trusted_proxies`` as a list."""
         return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+
+    def notify_settings(self) -> NotifySettings:
+        """Where notifications go, from the ``LEDGERFLOW_NOTIFY_*`` variables."""
+        return parse_notify_settings(
+            smtp_url=self.notify_smtp_url,
+            mail_from=self.notify_mail_from,
+            mail_to=self.notify_mail_to,
+            webhook_urls=self.notify_webhook_urls,
+            timeout=self.notify_timeout,
+            prefix=f"{ENV_PREFIX}NOTIFY_",
+        )
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

@@ -29,6 +29,7 @@ LEDGERFLOW_TABLES = {
     "rule_versions",
     "batch_filters",
     "filtered_messages",
+    "notifications",  # the notification log (017)
 }
 
 
