@@ -16,6 +16,9 @@ COPY --from=console /src/ledgerflow/web/static/dist ./src/ledgerflow/web/static/
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
+# A Unicode font for the PDF reports (rule names and justifications in any language).
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 ledgerflow
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels

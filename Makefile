@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	  { [ -x $(BIN)/python ] || "$$python" -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@scripts/dev-env.sh fonts
 	@touch $@
 
 # The console's scripts: front-end packages from the npm registry, as the lock file says.

@@ -10,6 +10,8 @@
 #                         on Debian/Ubuntu as root), else say what is missing
 #   dev-env.sh browser    print the path of a Chromium for the browser tests, installing
 #                         Debian's chromium as root; print nothing when there is none
+#   dev-env.sh fonts      make a Unicode font (DejaVu Sans) available to the PDF reports,
+#                         installing Debian's fonts-dejavu-core as root; else say what PDFs lose
 set -euo pipefail
 
 PG_PORT=5432 AMQP_PORT=5672 REDIS_PORT=6379
@@ -160,6 +162,16 @@ cmd_browser() {
   return 0
 }
 
+cmd_fonts() {
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] && return 0
+  if is_debian_root; then
+    apt_install fonts-dejavu-core || true
+    [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] && return 0
+  fi
+  say "no DejaVu Sans: PDF reports print only Latin-1 text (Debian/Ubuntu: apt-get install fonts-dejavu-core)"
+  return 0
+}
+
 case "${1:-}" in
   python) cmd_python ;;
   services) cmd_services ;;
@@ -167,5 +179,6 @@ case "${1:-}" in
   docker) docker_ready ;;
   node) cmd_node ;;
   browser) cmd_browser ;;
-  *) echo "usage: $0 python|services|local|docker|node|browser" >&2; exit 2 ;;
+  fonts) cmd_fonts ;;
+  *) echo "usage: $0 python|services|local|docker|node|browser|fonts" >&2; exit 2 ;;
 esac

@@ -25,14 +25,19 @@ from ledgerflow.auth.model import AuthError
 from ledgerflow.core.health import Health
 from ledgerflow.db.connections import keep_search_path_off_our_schema
 from ledgerflow.kv.balance_store import RedisBalanceStore
+from ledgerflow.lineage import routes as lineage_routes
+from ledgerflow.notifications.notify import Notifier
 from ledgerflow.rates import routes as rates_routes
 from ledgerflow.rates.cache import RatesCache
 from ledgerflow.rates.lanes import lane_rates
 from ledgerflow.runtime import console, live
+from ledgerflow.runtime.announce import Announcer
 from ledgerflow.runtime.checks import dependency_checks
 from ledgerflow.runtime.live import LiveHub
 from ledgerflow.runtime.metrics import ApiMetrics
 from ledgerflow.settings import Settings
+from ledgerflow.transactions import rule_routes
+from ledgerflow.transactions.rules import BUILT_IN
 from ledgerflow.web import probes
 from ledgerflow.web.errors import EXCEPTION_HANDLERS
 from ledgerflow.web.middleware import (
@@ -60,6 +65,9 @@ class ApiState(TypedDict):
     console: console.ConsoleState
     rates: rates_routes.RatesState
     live: LiveHub
+    rules: rule_routes.RulesState
+    lineage: lineage_routes.LineageState
+    announce: Announcer
 
 
 @contextlib.asynccontextmanager
@@ -85,6 +93,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[ApiState]:
     published = RedisBalanceStore(settings.redis_url, timeout=1.0)
     pages = console.ConsoleState(pool, published)
     hub = LiveHub(settings.redis_url, snapshot=lambda: console.snapshot(pages))
+    announcer = Announcer(Notifier(settings.notify_settings(), pool.connection))
     fan_out = asyncio.create_task(hub.run(), name="live")
     health: Health = app.state.health
     health.supervise(fan_out)  # a replica without its live feed is not live
@@ -107,8 +116,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[ApiState]:
                 writers=asyncio.Semaphore(max(1, settings.api_pool_size // 4)),
                 require_token=settings.rates_require_token,
             ),
+            "rules": rule_routes.RulesState(pool=pool, on_change=announcer.rule_changed),
+            "lineage": lineage_routes.LineageState(
+                pool=pool,
+                built_in=[(r.value, t, f) for r, (t, f) in BUILT_IN.items()],
+            ),
+            "announce": announcer,
         }
     finally:
+        await announcer.close()
         fan_out.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await fan_out
@@ -179,6 +195,8 @@ def create_app(settings: Settings) -> Any:
     app.include_router(rates_routes.router)
     app.include_router(auth_pages.router)
     app.include_router(console.router)
+    app.include_router(rule_routes.router)
+    app.include_router(lineage_routes.router)
     app.include_router(live.router)
     app.include_router(probes.router)
     app.add_api_route(
@@ -193,7 +211,9 @@ def create_app(settings: Settings) -> Any:
     app.mount(STATIC_PATH, static_files(), name="static")
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.pages = Pages(["ledgerflow.auth", "ledgerflow.runtime"])
+    app.state.pages = Pages(
+        ["ledgerflow.auth", "ledgerflow.runtime", "ledgerflow.transactions", "ledgerflow.lineage"]
+    )
     probes.probed(app, health, metrics.registry)
     limited = BodyLimit(CsrfCookie(app), settings.max_request_bytes)
     counted = RequestMetrics(SecurityHeaders(limited), metrics.http)

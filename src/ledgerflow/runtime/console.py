@@ -23,6 +23,7 @@ from ledgerflow.cluster.registry import workers as registered_workers
 from ledgerflow.db.rejected import rejected_page, rejected_summary
 from ledgerflow.kv.balance_store import BalanceStore, BalanceStoreError
 from ledgerflow.messaging.rabbitmq import queue_backlog
+from ledgerflow.notifications.notify import notification_log
 from ledgerflow.rates.lanes import BadRequest, lanes_for, parse_rates_query
 from ledgerflow.rates.price_feed import REJECTED_REASON
 from ledgerflow.transactions.messages import Reason
@@ -307,4 +308,37 @@ async def explore_rates(
         answer=answer,
         problem=str(problem) if problem else None,
         problem_parameter=problem.parameter if problem else None,
+    )
+
+
+NOTIFICATION_COLUMNS = ("id", "at", "event", "channel", "target", "status", "error", "subject")
+
+
+@router.get(
+    "/notifications",
+    summary="The notification log",
+    response_class=Response,
+    responses=page_responses("Every notification sent or tried, newest first, or as CSV."),
+)
+async def notifications_page(
+    request: Request,
+    identity: Annotated[Identity, page()],
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    format: Annotated[Literal["html", "csv"], Query()] = "html",
+) -> Response:
+    """Each email and webhook ledgerflow sent or tried to send, with its outcome."""
+    async with console_state(request).pool.connection() as conn:
+        found = await notification_log(conn, limit, before)
+    rows = [{**row, "at": row["at"].isoformat()} for row in found]
+    if format == "csv":
+        return as_csv("notifications", NOTIFICATION_COLUMNS, rows)
+    settings = request.app.state.settings
+    return pages_of(request).render(
+        request,
+        "notifications.html",
+        rows=rows,
+        limit=limit,
+        configured=settings.notify_settings().configured,
+        next_before=rows[-1]["id"] if len(rows) == limit else None,
     )

@@ -1,0 +1,74 @@
+"""What ledgerflow tells people of, by email and webhook: rule changes, comparisons with
+unexplained rows, a worker that stopped publishing. Sent in the background: a slow mail
+server never holds up the request or the worker that caused the notification."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+import structlog
+
+from ledgerflow.notifications.notify import (
+    PUBLISHING_STOPPED,
+    RULE_CHANGED,
+    Notifier,
+)
+from ledgerflow.transactions.rules import Rule
+
+log = structlog.get_logger(__name__)
+
+
+class Announcer:
+    """Sends notifications as background tasks, and waits for them when closing."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    def _send(self, work: Coroutine[Any, Any, Any]) -> None:
+        if not self.notifier.configured:
+            work.close()
+            return
+        task = asyncio.create_task(work, name="notify")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def rule_changed(self, rule: Rule, actor: str) -> None:
+        """A rule was added or changed (a new version)."""
+        self._send(
+            self.notifier.notify(
+                RULE_CHANGED,
+                f"rule {rule.name} {rule.change} (version {rule.version})",
+                f"{actor} saved version {rule.version} of the filtering rule {rule.name}; "
+                "it applies from the next batch on.",
+                {
+                    "rule": rule.name,
+                    "version": rule.version,
+                    "change": rule.change,
+                    "enabled": rule.enabled,
+                    "condition": rule.condition,
+                    "technical": rule.technical,
+                    "functional": rule.functional,
+                    "by": actor,
+                },
+            )
+        )
+
+    def publishing_stopped(self, instance: str, error: str) -> None:
+        """The active worker could not publish a boundary's balances."""
+        self._send(
+            self.notifier.notify(
+                PUBLISHING_STOPPED,
+                f"worker {instance} could not publish balances",
+                f"The active worker {instance} failed to publish the balances to KeyDB: "
+                f"{error}. It retries at the next boundary.",
+                {"instance": instance, "error": error},
+            )
+        )
+
+    async def close(self) -> None:
+        """Let the notifications in flight finish (each is bounded by its timeout)."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
