@@ -104,3 +104,34 @@ async def test_the_loop_counts_a_failed_boundary_and_publishes_the_next() -> Non
     assert (publishes("failed"), publishes("published"), publishes("skipped")) == (1, 1, 0)
     assert health.last_publish is not None and health.last_publish >= BOUNDARY + 60
     assert [boundary.timestamp() for boundary, _ in ledger.publications] == [BOUNDARY + 60]
+
+
+async def test_an_outage_is_announced_once_and_again_after_a_recovery() -> None:
+    ledger, store, clock = brief_ledger(), FakeBalanceStore(), FakeClock(BOUNDARY - 30)
+    registry = CollectorRegistry()
+    metrics = IngestMetrics(registry)
+
+    def publishes(result: str) -> float:
+        return registry.get_sample_value("ledgerflow_publishes_total", {"result": result}) or 0
+
+    announced: list[str] = []
+    publisher = BalancePublisher(ledger, store, clock, ledger.take_term(), "w")
+    store.down = True
+    loop = asyncio.create_task(
+        publish_forever(
+            publisher,
+            BoundarySchedule(60, clock),
+            metrics,
+            Health(role="active"),
+            MessageTracer(None),
+            on_failure=announced.append,
+        )
+    )
+    await eventually(lambda: publishes("failed") == 2, every=0)
+    store.down = False
+    await eventually(lambda: publishes("published") == 1, every=0)
+    store.down = True
+    await eventually(lambda: publishes("failed") == 3, every=0)
+    loop.cancel()
+    await asyncio.gather(loop, return_exceptions=True)
+    assert len(announced) == 2  # two outages, three failed boundaries

@@ -22,8 +22,10 @@ from ledgerflow.db.migrate import installed_domains
 from ledgerflow.kv.balance_store import RedisBalanceStore
 from ledgerflow.kv.events import KeyDBPublisher
 from ledgerflow.messaging.rabbitmq import BrokerError, QueueConsumer
+from ledgerflow.notifications.notify import Notifier, own_connection
 from ledgerflow.rates.cache import RatesCache
 from ledgerflow.rates.price_feed import PriceFeed
+from ledgerflow.runtime.announce import Announcer
 from ledgerflow.runtime.checks import dependency_checks
 from ledgerflow.runtime.metrics import WorkerMetrics
 from ledgerflow.settings import Settings
@@ -66,6 +68,9 @@ class Worker:
         self.tracer = tracer or configure_tracing(settings)
         # The console's live feed: every API replica hears what this worker does.
         self.events = KeyDBPublisher(settings.redis_url)
+        self.announce = Announcer(
+            Notifier(settings.notify_settings(), own_connection(settings.database_url))
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set and return; raise if a supervised task dies.
@@ -113,6 +118,7 @@ class Worker:
                     task.cancel()
             await asyncio.gather(*supervised, return_exceptions=True)
             await self.events.close()
+            await self.announce.close()
             if clean:  # a clean stop leaves the registry; a crash stays there, to be seen
                 with contextlib.suppress(DatabaseError, psycopg.Error):
                     await forget(settings.database_url, settings.instance)
@@ -222,7 +228,15 @@ class Worker:
     async def _publish_forever(self, publisher: BalancePublisher) -> None:
         schedule = BoundarySchedule(self.settings.publish_interval, self.clock)
         await publish_forever(
-            publisher, schedule, self.metrics.ingest, self.health, self.tracer, self.events
+            publisher,
+            schedule,
+            self.metrics.ingest,
+            self.health,
+            self.tracer,
+            self.events,
+            on_failure=lambda error: self.announce.publishing_stopped(
+                self.settings.instance, error
+            ),
         )
 
     async def _price_feed(self, stack: contextlib.AsyncExitStack) -> PriceFeed | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -157,12 +157,16 @@ async def publish_forever(
     health: Health,
     tracer: MessageTracer,
     events: EventSink | None = None,
+    on_failure: Callable[[str], None] | None = None,
 ) -> None:
     """Publish at every boundary until cancelled, telling ``events`` of each publication.
 
     A boundary KeyDB refuses is logged and counted, and the next boundary publishes again
     (every key, from a new snapshot); LeadershipLost and database errors propagate.
+    ``on_failure`` hears of the first boundary that fails after one that did not (one
+    notification an outage, not one a minute).
     """
+    failing = False
     while True:
         boundary = await schedule.wait()
         try:
@@ -170,7 +174,11 @@ async def publish_forever(
         except BalanceStoreError as exc:
             metrics.publishes.labels("failed").inc()
             log.error("balances.publish_failed", error=str(exc), boundary=_iso(boundary))
+            if not failing and on_failure is not None:
+                on_failure(str(exc))
+            failing = True
             continue
+        failing = False
         if publication.skipped:
             metrics.publishes.labels("skipped").inc()
             log.info("balances.already_published", boundary=_iso(boundary))
