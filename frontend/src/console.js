@@ -197,9 +197,37 @@ function drawRatesChart() {
   );
 }
 
+// Charts of counts over time (filtering per rule on the lineage page), drawn from their
+// table: the first cell's row carries data-at (epoch seconds), each other column a series.
+
+const PALETTE = ["#1f5fbf", "#c2410c", "#15803d", "#7c3aed", "#b91c1c", "#0e7490", "#a16207"];
+
+function drawSeriesCharts() {
+  for (const table of document.querySelectorAll('table[data-chart="series"]')) {
+    const holder = document.getElementById(table.dataset.chartHolder);
+    if (!holder) continue;
+    const names = [...table.tHead.rows[0].cells].slice(1).map((cell) => cell.textContent.trim());
+    const rows = [...table.tBodies[0].rows].filter((row) => row.dataset.at);
+    if (rows.length === 0) continue;
+    const times = rows.map((row) => Number(row.dataset.at));
+    const series = names.map((_, i) => rows.map((row) => Number(row.cells[i + 1].textContent)));
+    new uPlot(
+      {
+        width: Math.max(320, holder.clientWidth || 640),
+        height: 240,
+        series: [{}, ...names.map((name, i) => ({ label: name, stroke: PALETTE[i % PALETTE.length], width: 2 }))],
+        axes: [{}, { label: "filtered messages" }],
+      },
+      [times, ...series],
+      holder,
+    );
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   addCopyButtons();
   startOverview();
   drawRatesChart();
+  drawSeriesCharts();
   document.documentElement.dataset.scripts = "ready";
 });

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from ..conftest import publish_bodies
-from .conftest import Process, eventually, query
+from .conftest import Process, eventually, query, run_ledgerflow
 
 
 def test_random_kills_lose_nothing_and_count_nothing_twice(
@@ -113,3 +113,62 @@ def test_sigterm_in_the_middle_of_a_burst_commits_what_it_holds(
     assert query(db_url, "SELECT coalesce(sum(redelivered_count), 0) FROM ledgerflow.batches") == [
         (0,)
     ]
+
+
+def test_kills_with_rules_changing_mid_stream_count_each_message_once(
+    db_url: str,
+    amqp_url: str,
+    queue: str,
+    make_env: Callable[..., dict[str, str]],
+    spawn: Callable[..., Process],
+    request: pytest.FixtureRequest,
+) -> None:
+    seed = random.randrange(2**32)
+    request.node.user_properties.append(("random_seed", seed))
+    print(f"random seed {seed}")
+    rng = random.Random(seed)
+    query(db_url, "INSERT INTO initial_data (provider_name, initial_value) VALUES ('Visa', 0)")
+    count = 20_000
+    values = [rng.randint(0, 1000) for _ in range(count)]
+    bodies = [f'{{"id": 1, "value": {v}}}'.encode() for v in values]
+    env = make_env(db_url, batch_size="200")
+    justified = ["--technical", "t", "--functional", "f"]
+    added = run_ledgerflow(["rules", "add", "big", "--when", "value > 900", *justified], env)
+    assert added.returncode == 0, added.stderr
+    publish_bodies(amqp_url, queue, bodies[: count // 2])
+    for kill in range(4):
+        victim = spawn(["worker"], env)
+        eventually(lambda: "worker.active" in victim.output(), 20, "the worker to lead")  # noqa: B023
+        if kill == 2:  # a new version while a worker writes batches, then more messages
+            changed = run_ledgerflow(["rules", "change", "big", "--when", "value > 500"], env)
+            assert changed.returncode == 0, changed.stderr
+            publish_bodies(amqp_url, queue, bodies[count // 2 :])
+        time.sleep(rng.uniform(0.05, 0.3))
+        victim.signal(signal.SIGKILL)
+        victim.wait(10)
+    worker = spawn(["worker"], env)
+    eventually(lambda: "worker.active" in worker.output(), 20, "the last worker to lead")
+    counted = "SELECT coalesce(sum(message_count - redelivered_count), 0) FROM ledgerflow.batches"
+    eventually(lambda: query(db_url, counted)[0][0] >= count, 120, "the backlog to drain")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(15) == 0
+    [(stored, stored_total)] = query(
+        db_url, "SELECT count(*), coalesce(sum(transaction_value), 0) FROM historical_transactions"
+    )
+    [(filtered, filtered_total)] = query(
+        db_url, "SELECT count(*), coalesce(sum(value), 0) FROM ledgerflow.filtered_messages"
+    )
+    assert stored + filtered == count, f"seed {seed}"
+    assert stored_total + filtered_total == sum(values), f"seed {seed}"
+    # Each filtered message matches the version that filtered it, and the counts agree.
+    thresholds = dict(
+        query(
+            db_url,
+            "SELECT v.version, min(m.value) FROM ledgerflow.filtered_messages AS m"
+            " JOIN ledgerflow.rule_versions AS v ON v.id = m.rule_version_id GROUP BY v.version",
+        )
+    )
+    print(f"lowest value filtered by each version: {thresholds}")
+    assert thresholds.keys() == {1, 2}, "both versions filtered (the change came mid-stream)"
+    assert thresholds[1] > 900 and thresholds[2] > 500, thresholds
+    assert query(db_url, "SELECT sum(filtered_count) FROM ledgerflow.batches")[0][0] == filtered
