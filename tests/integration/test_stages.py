@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner, Result
+from pypdf import PdfReader
 
+from ledgerflow.cli import main
 from ledgerflow.core.clock import SystemClock
 from ledgerflow.kv.balance_store import RedisBalanceStore
 from ledgerflow.lineage.stages import (
@@ -92,3 +100,32 @@ async def test_every_message_of_a_window_is_counted_at_exactly_one_stage(
     prices = await price_stages(conn, window)
     assert prices is not None
     assert (prices.received, prices.rejected, prices.committed, prices.rows) == (3, 1, 2, 42)
+
+
+async def test_the_report_command_writes_the_pdf_and_each_part_as_csv(
+    seeded: psycopg.AsyncConnection[Any],
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    conn = seeded
+    await rules.add_rule(conn, "big", "value > 900", "over 900", "reviewed", "risk", "alice")
+    writer = BatchWriter(conn, "q", "test", await take_term(conn), max_body_bytes=1024)
+    await writer.write([message(b'{"id": 1, "value": 950}', 1, "x-1"), message(b"{}", 2)])
+    monkeypatch.setenv("LEDGERFLOW_DATABASE_URL", db_url)
+    runner = CliRunner()
+
+    async def invoke(*args: str) -> Result:  # the command runs its own event loop
+        return await asyncio.to_thread(runner.invoke, main, list(args))
+
+    pdf = tmp_path / "lineage.pdf"
+    written = await invoke("report", "lineage", "--period", "1h", "-o", str(pdf))
+    assert written.exit_code == 0, written.output
+    text = "\n".join(page.extract_text() for page in PdfReader(pdf).pages)
+    assert "ledgerflow lineage report" in text and "filtered: big v1" in text
+    assert re.search(r"Page 1 of \d", text)
+    csv_rules = await invoke("report", "rules", "--format", "csv")
+    [rule] = list(csv.DictReader(io.StringIO(csv_rules.stdout)))
+    assert (rule["name"], rule["technical"], rule["filtered"]) == ("big", "over 900", "1")
+    wrong = await invoke("report", "lineage", "--since", "soon")
+    assert wrong.exit_code == 2 and "--since" in wrong.output

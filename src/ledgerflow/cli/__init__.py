@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import click
 
-from ledgerflow.cli import access, api, database, lineage, produce, rates, run, status, worker
+from ledgerflow.cli import (
+    access,
+    api,
+    database,
+    lineage,
+    produce,
+    rates,
+    report,
+    run,
+    status,
+    worker,
+)
 from ledgerflow.core import logs
 from ledgerflow.settings import ConfigError, load_settings
 
@@ -31,3 +42,4 @@ main.add_command(access.users_command)
 main.add_command(access.tokens_command)
 main.add_command(lineage.rules_command)
 main.add_command(lineage.trace_command)
+main.add_command(report.report_command)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -23,23 +23,18 @@ from ledgerflow.auth.pages import page, page_responses, pages_of
 from ledgerflow.lineage import reports
 from ledgerflow.lineage.flows import prices_flow, transactions_flow
 from ledgerflow.lineage.stages import (
-    Window,
+    PERIODS,
+    WindowError,
     filtered_over_time,
     price_stages,
     transaction_stages,
+    window_of,
 )
 from ledgerflow.lineage.trace import trace
 from ledgerflow.reports.flow import to_svg
 from ledgerflow.web.errors import Error
 
 router = APIRouter(tags=["lineage"])
-PERIODS = {
-    "1h": timedelta(hours=1),
-    "24h": timedelta(days=1),
-    "7d": timedelta(days=7),
-    "30d": timedelta(days=30),
-    "365d": timedelta(days=365),
-}
 Period = Literal["1h", "24h", "7d", "30d", "365d"]
 PRINTABLE = r"^[^\x00-\x1f]*$"
 
@@ -56,37 +51,6 @@ class LineageState:
 def _state(request: Request) -> LineageState:
     state: LineageState = request.state.lineage
     return state
-
-
-class WindowError(ValueError):
-    """A time window that cannot be used, naming the parameter."""
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(f"{parameter}: {message}")
-        self.parameter = parameter
-
-
-def window_of(
-    period: str, since: str | None, until: str | None, queue: str | None = None
-) -> Window:
-    """The window asked for: ``since``/``until`` (ISO 8601, UTC if no offset) or the
-    ``period`` up to now."""
-    now = datetime.now(UTC)
-    end = _moment("until", until) if until else now
-    start = _moment("since", since) if since else end - PERIODS[period]
-    if start >= end:
-        raise WindowError("since", "must be before until")
-    return Window(start, end, queue or None)
-
-
-def _moment(parameter: str, text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise WindowError(
-            parameter, f"{text!r} is not a date and time (2026-11-30T09:00)"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 Since = Annotated[str | None, Query(max_length=40, pattern=PRINTABLE, description="ISO 8601")]

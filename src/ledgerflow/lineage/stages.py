@@ -15,7 +15,7 @@ so a window of any length costs one pass over its batches, never over its messag
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -24,6 +24,15 @@ from psycopg.rows import dict_row
 from ledgerflow.db.queries import Queries
 
 QUERIES = Queries.of("ledgerflow.lineage", "stages.sql")
+
+
+PERIODS = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(days=1),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+    "365d": timedelta(days=365),
+}
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,37 @@ class Window:
     def params(self) -> dict[str, Any]:
         """The window as query parameters."""
         return {"since": self.since, "until": self.until, "queue": self.queue}
+
+
+class WindowError(ValueError):
+    """A time window that cannot be used, naming the parameter."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(f"{parameter}: {message}")
+        self.parameter = parameter
+
+
+def window_of(
+    period: str, since: str | None, until: str | None, queue: str | None = None
+) -> Window:
+    """The window asked for: ``since``/``until`` (ISO 8601, UTC if no offset) or the
+    ``period`` up to now."""
+    now = datetime.now(UTC)
+    end = _moment("until", until) if until else now
+    start = _moment("since", since) if since else end - PERIODS[period]
+    if start >= end:
+        raise WindowError("since", "must be before until")
+    return Window(start, end, queue or None)
+
+
+def _moment(parameter: str, text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise WindowError(
+            parameter, f"{text!r} is not a date and time (2026-11-30T09:00)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
