@@ -13,7 +13,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
 COPY --from=console /src/ledgerflow/web/static/dist ./src/ledgerflow/web/static/dist
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[openlineage]'
 
 FROM python:3.11-slim
 # A Unicode font for the PDF reports (rule names and justifications in any language).
@@ -21,7 +21,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-co
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 ledgerflow
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-cache-dir --no-index --find-links /wheels 'ledgerflow[openlineage]' \
+    && rm -rf /wheels
 USER ledgerflow
 ENV PYTHONUNBUFFERED=1 LEDGERFLOW_LOG_FORMAT=json
 ENTRYPOINT ["ledgerflow"]

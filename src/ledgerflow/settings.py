@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     # Seconds each channel may take before it counts as failed.
     notify_timeout: float = Field(10, gt=0, le=300)
 
+    # OpenLineage: where the worker sends a run event for each batch and publication
+    # (e.g. Marquez at http://marquez:5000); unset, none is sent. Needs the openlineage extra.
+    openlineage_url: str | None = Field(None, pattern=r"^https?://[^\s/]+")
+    openlineage_namespace: str = Field("ledgerflow", min_length=1, max_length=200)
+
     instance: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
     # Tracing follows OpenTelemetry's own variables; unset, it is off.

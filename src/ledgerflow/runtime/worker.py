@@ -20,7 +20,8 @@ from ledgerflow.core.tracing import configure as configure_tracing
 from ledgerflow.db.connections import DatabaseError, connect
 from ledgerflow.db.migrate import installed_domains
 from ledgerflow.kv.balance_store import RedisBalanceStore
-from ledgerflow.kv.events import KeyDBPublisher
+from ledgerflow.kv.events import EventSink, KeyDBPublisher
+from ledgerflow.lineage.fanout import Fanout
 from ledgerflow.messaging.rabbitmq import BrokerError, QueueConsumer
 from ledgerflow.notifications.notify import Notifier, own_connection
 from ledgerflow.rates.cache import RatesCache
@@ -28,7 +29,7 @@ from ledgerflow.rates.price_feed import PriceFeed
 from ledgerflow.runtime.announce import Announcer
 from ledgerflow.runtime.checks import dependency_checks
 from ledgerflow.runtime.metrics import WorkerMetrics
-from ledgerflow.settings import Settings
+from ledgerflow.settings import ConfigError, Settings
 from ledgerflow.transactions.batching import BatchingConsumer
 from ledgerflow.transactions.publisher import (
     BalancePublisher,
@@ -67,7 +68,11 @@ class Worker:
         self.health = Health(checks=dependency_checks(settings))
         self.tracer = tracer or configure_tracing(settings)
         # The console's live feed: every API replica hears what this worker does.
-        self.events = KeyDBPublisher(settings.redis_url)
+        self.live = KeyDBPublisher(settings.redis_url)
+        self.lineage = openlineage_sink(settings)
+        self.events: EventSink = (
+            self.live if self.lineage is None else Fanout(self.live, self.lineage)
+        )
         self.announce = Announcer(
             Notifier(settings.notify_settings(), own_connection(settings.database_url))
         )
@@ -93,7 +98,7 @@ class Worker:
             asyncio.create_task(
                 heartbeat_forever(settings.database_url, record, self.health), name="heartbeat"
             ),
-            asyncio.create_task(self.events.run(), name="live"),
+            asyncio.create_task(self.live.run(), name="live"),
         ]
         if http is not None:
             supervised.append(asyncio.create_task(http.serve(), name="http"))
@@ -117,8 +122,10 @@ class Worker:
                 if task.get_name() != "http":
                     task.cancel()
             await asyncio.gather(*supervised, return_exceptions=True)
-            await self.events.close()
+            await self.live.close()
             await self.announce.close()
+            if self.lineage is not None:
+                await asyncio.to_thread(self.lineage.close)
             if clean:  # a clean stop leaves the registry; a crash stays there, to be seen
                 with contextlib.suppress(DatabaseError, psycopg.Error):
                     await forget(settings.database_url, settings.instance)
@@ -314,6 +321,25 @@ class Worker:
                 batch_id=result.batch_id,
                 reasons=dict(result.rejected_by_reason),
             )
+
+
+def openlineage_sink(settings: Settings) -> Any:
+    """The OpenLineage sink, when LEDGERFLOW_OPENLINEAGE_URL is set (its client is an
+    optional extra, imported only then)."""
+    if not settings.openlineage_url:
+        return None
+    try:
+        from ledgerflow.lineage.openlineage import Datasets, OpenLineageSink
+    except ImportError:
+        raise ConfigError(
+            "LEDGERFLOW_OPENLINEAGE_URL is set but the OpenLineage client is not installed:"
+            " pip install 'ledgerflow[openlineage]'"
+        ) from None
+    return OpenLineageSink(
+        settings.openlineage_url,
+        settings.openlineage_namespace,
+        Datasets.from_urls(settings.amqp_url, settings.database_url, settings.redis_url),
+    )
 
 
 def advertised(host: str, port: int) -> str:
