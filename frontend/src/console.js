@@ -211,10 +211,14 @@ function drawSeriesCharts() {
     if (rows.length === 0) continue;
     const times = rows.map((row) => Number(row.dataset.at));
     const series = names.map((_, i) => rows.map((row) => Number(row.cells[i + 1].textContent)));
+    // The whole window on the time axis, however few buckets had anything in them.
+    const since = Number(table.dataset.since) || times[0];
+    const until = Number(table.dataset.until) || times[times.length - 1];
     new uPlot(
       {
         width: Math.max(320, holder.clientWidth || 640),
         height: 240,
+        scales: { x: { time: true, range: () => [since, until] }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
         series: [{}, ...names.map((name, i) => ({ label: name, stroke: PALETTE[i % PALETTE.length], width: 2 }))],
         axes: [{}, { label: "filtered messages" }],
       },
