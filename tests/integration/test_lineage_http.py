@@ -269,3 +269,75 @@ async def test_the_lineage_pages_and_reports_show_where_every_message_went(
             viewer.__exit__(None, None, None)
 
     await asyncio.to_thread(read)
+
+
+async def test_a_comparison_run_on_demand_names_unexplained_rows_and_announces_them(
+    app: Any, seeded: psycopg.AsyncConnection[Any], people: dict[str, str], hooks: Hooks
+) -> None:
+    conn = seeded
+    await store.add_user(conn, "olga", Role.OPERATOR, PASSWORD)
+    runner = await store.create_token(conn, "nightly", ["comparisons:run"], "t")
+    batch = BatchWriter(conn, "incoming_transactions", "t", await take_term(conn), 1024)
+    now = datetime.now(UTC)
+    await batch.write([Delivery(b'{"id": 1, "value": 5}', 1, False, now, "m-1")])
+    # A row written by something else, after ledgerflow's first: nothing explains it.
+    cursor = await conn.execute(
+        "INSERT INTO historical_transactions (provider_id, transaction_value)"
+        " VALUES (2, 77) RETURNING id"
+    )
+    foreign = (await cursor.fetchone() or [0])[0]
+    await conn.commit()
+
+    def check() -> None:
+        with TestClient(app) as client:
+            auth = {"authorization": f"Bearer {runner}"}
+            reader = {"authorization": f"Bearer {people['reader']}"}
+            assert client.post("/comparisons", json={}, headers=reader).status_code == 403
+            assert (
+                client.post("/comparisons", json={"source": "nope"}, headers=auth).status_code
+                == 404
+            )
+            made = client.post("/comparisons", json={}, headers=auth)
+            assert made.status_code == 201, made.text
+            result = made.json()
+            assert result["unexplained"] == 1
+            assert [(i["kind"], i["id"]) for i in result["items"]] == [("foreign", str(foreign))]
+            listed = client.get("/comparisons", headers=reader).json()
+            assert listed[0]["comparison_id"] == result["comparison_id"]
+            wait_for(lambda: len(hooks.received) == 1, 10, "the comparison's notification")
+            assert hooks.received[0]["event"] == "comparison_unexplained"
+        viewer = signed_in(app, "vic")
+        try:
+            page = viewer.get("/lineage/comparisons")
+            assert "Compare now" not in page.text
+            refused = viewer.post(
+                "/lineage/comparisons",
+                data={"csrf_token": csrf_of(page.text), "source": "ledgerflow"},
+            )
+            assert refused.status_code == 403
+        finally:
+            viewer.__exit__(None, None, None)
+        operator = signed_in(app, "olga")
+        try:
+            page = operator.get("/lineage/comparisons")
+            ran = operator.post(
+                "/lineage/comparisons",
+                data={"csrf_token": csrf_of(page.text), "source": "ledgerflow"},
+                follow_redirects=False,
+            )
+            assert ran.status_code == 303
+            shown = operator.get(ran.headers["location"])
+            assert "Run " in shown.text and str(foreign) in shown.text
+            run_id = ran.headers["location"].rsplit("=", 1)[1]
+            items = operator.get("/lineage/comparisons", params={"id": run_id, "format": "csv"})
+            rows = list(csv.DictReader(io.StringIO(items.text)))
+            assert [
+                (r["kind"], r["id"], r["explained"]) for r in rows if r["explained"] == "False"
+            ] == [("foreign", str(foreign), "False")]
+            pdf = operator.get("/lineage/comparisons", params={"id": run_id, "format": "pdf"})
+            text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages)
+            assert f"ledgerflow comparison {run_id}" in text and str(foreign) in text
+        finally:
+            operator.__exit__(None, None, None)
+
+    await asyncio.to_thread(check)

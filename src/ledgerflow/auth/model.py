@@ -17,11 +17,13 @@ class Role(StrEnum):
 
 # Every scope a token or a role can hold. ``read`` covers every read endpoint and the
 # live feed; each write has its own scope.
-SCOPES = frozenset({"read", "prices:write", "rules:write", "loads:write", "users:write"})
+SCOPES = frozenset(
+    {"read", "prices:write", "rules:write", "loads:write", "users:write", "comparisons:run"}
+)
 
 ROLE_SCOPES: dict[Role, frozenset[str]] = {
     Role.ADMIN: SCOPES,
-    Role.OPERATOR: frozenset({"read", "prices:write", "loads:write"}),
+    Role.OPERATOR: frozenset({"read", "prices:write", "loads:write", "comparisons:run"}),
     Role.ANALYST: frozenset({"read"}),
     Role.VIEWER: frozenset({"read"}),
 }

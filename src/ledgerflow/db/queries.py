@@ -41,9 +41,7 @@ class Queries:
     def of(package: str, file: str = "queries.sql") -> Queries:
         """The queries in ``package``'s ``queries.sql``, or in another file of it when a
         domain's SQL is long enough to split by module (read once per process)."""
-        return Queries(
-            f"{package}/{file}", parse(files(package).joinpath(file).read_text("utf-8"))
-        )
+        return Queries(f"{package}/{file}", parse(files(package).joinpath(file).read_text("utf-8")))
 
     def __getitem__(self, name: str) -> LiteralString:
         """The SQL text of the named query (it comes from a file shipped with ledgerflow)."""

@@ -7,7 +7,7 @@ Handlers read ``request.state.lineage``, a LineageState the API process's lifesp
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -22,6 +22,7 @@ from ledgerflow.auth.model import Identity
 from ledgerflow.auth.pages import page, page_responses, pages_of
 from ledgerflow.lineage import reports
 from ledgerflow.lineage.flows import prices_flow, transactions_flow
+from ledgerflow.lineage.results import ComparisonResult
 from ledgerflow.lineage.stages import (
     PERIODS,
     WindowError,
@@ -46,6 +47,10 @@ class LineageState:
     pool: AsyncConnectionPool
     # The built-in technical rules (reason, technical, functional), shown beside the rules.
     built_in: Sequence[tuple[str, str, str]]
+    # Where the balances are published (the built-in comparison reads them back).
+    redis_url: str
+    # Told of a comparison that found unexplained rows (the notifications); never raises.
+    on_unexplained: Callable[[ComparisonResult], Awaitable[None]]
 
 
 def _state(request: Request) -> LineageState:

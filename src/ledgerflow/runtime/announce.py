@@ -10,7 +10,9 @@ from typing import Any
 
 import structlog
 
+from ledgerflow.lineage.results import ComparisonResult
 from ledgerflow.notifications.notify import (
+    COMPARISON_UNEXPLAINED,
     PUBLISHING_STOPPED,
     RULE_CHANGED,
     Notifier,
@@ -52,6 +54,25 @@ class Announcer:
                     "technical": rule.technical,
                     "functional": rule.functional,
                     "by": actor,
+                },
+            )
+        )
+
+    async def comparison_unexplained(self, result: ComparisonResult) -> None:
+        """A comparison found rows nothing explains."""
+        first = [f"{i.kind} {i.stages}: {i.item_id}" for i in result.items[:20]]
+        self._send(
+            self.notifier.notify(
+                COMPARISON_UNEXPLAINED,
+                f"comparison of {result.source}: {result.unexplained:,} unexplained",
+                f"Comparison {result.comparison_id} of {result.source} (run by "
+                f"{result.ran_by}) found {result.unexplained:,} ids nothing explains. "
+                "The first ones:\n" + "\n".join(first),
+                {
+                    "comparison": result.comparison_id,
+                    "source": result.source,
+                    "unexplained": result.unexplained,
+                    "explained": result.explained,
                 },
             )
         )

@@ -25,6 +25,7 @@ from ledgerflow.auth.model import AuthError
 from ledgerflow.core.health import Health
 from ledgerflow.db.connections import keep_search_path_off_our_schema
 from ledgerflow.kv.balance_store import RedisBalanceStore
+from ledgerflow.lineage import comparison_routes
 from ledgerflow.lineage import routes as lineage_routes
 from ledgerflow.notifications.notify import Notifier
 from ledgerflow.rates import routes as rates_routes
@@ -120,6 +121,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[ApiState]:
             "lineage": lineage_routes.LineageState(
                 pool=pool,
                 built_in=[(r.value, t, f) for r, (t, f) in BUILT_IN.items()],
+                redis_url=settings.redis_url,
+                on_unexplained=announcer.comparison_unexplained,
             ),
             "announce": announcer,
         }
@@ -197,6 +200,7 @@ def create_app(settings: Settings) -> Any:
     app.include_router(console.router)
     app.include_router(rule_routes.router)
     app.include_router(lineage_routes.router)
+    app.include_router(comparison_routes.router)
     app.include_router(live.router)
     app.include_router(probes.router)
     app.add_api_route(

@@ -126,9 +126,7 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/rules", summary="Filtering rules", response_model=RuleList)
-async def list_rules(
-    request: Request, identity: Annotated[Identity, require("read")]
-) -> Response:
+async def list_rules(request: Request, identity: Annotated[Identity, require("read")]) -> Response:
     """Every rule's newest version, in the order they are evaluated (the first that matches
     names a message's rule), and the built-in technical rules."""
     async with _state(request).pool.connection() as conn:
@@ -211,8 +209,14 @@ async def _save_new(state: RulesState, request: Request, identity: Identity, bod
             body.owner or identity.name,
             identity.actor,
         )
-        await audit(conn, identity.actor, "rule.add", rule.name, {"condition": rule.condition},
-                    _client(request))
+        await audit(
+            conn,
+            identity.actor,
+            "rule.add",
+            rule.name,
+            {"condition": rule.condition},
+            _client(request),
+        )
     await state.on_change(rule, identity.actor)
     return rule
 
@@ -236,8 +240,9 @@ async def _save_change(
             action = {"enabled": "rule.enable", "disabled": "rule.disable"}.get(
                 rule.change, "rule.change"
             )
-            await audit(conn, identity.actor, action, name, {"version": rule.version},
-                        _client(request))
+            await audit(
+                conn, identity.actor, action, name, {"version": rule.version}, _client(request)
+            )
     if before is not None and rule.version != before.version:
         await state.on_change(rule, identity.actor)
     return rule
@@ -307,12 +312,20 @@ async def rules_form(
     """The page's forms: add a rule, change one, enable or disable one (administrators)."""
     await check_csrf(request, identity)
     state = _state(request)
-    form = {"name": name, "condition": condition, "technical": technical,
-            "functional": functional, "owner": owner}
+    form = {
+        "name": name,
+        "condition": condition,
+        "technical": technical,
+        "functional": functional,
+        "owner": owner,
+    }
     try:
         if action == "add":
             body = RuleIn.model_construct(
-                name=name, condition=condition, technical=technical, functional=functional,
+                name=name,
+                condition=condition,
+                technical=technical,
+                functional=functional,
                 owner=owner or None,
             )
             await _save_new(state, request, identity, body)
