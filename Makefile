@@ -67,6 +67,7 @@ bench: install services
 	$(BIN)/python -m bench.rates
 	$(BIN)/python -m bench.console
 	$(BIN)/python -m bench.live
+	$(BIN)/python -m bench.reconcile
 
 # Not part of `make test`: about SOAK_MINUTES (default 10) of kills and restarts, then a check.
 soak: install services

@@ -11,6 +11,7 @@ from ledgerflow.cli import (
     lineage,
     produce,
     rates,
+    reconcile,
     report,
     run,
     status,
@@ -43,3 +44,5 @@ main.add_command(access.tokens_command)
 main.add_command(lineage.rules_command)
 main.add_command(lineage.trace_command)
 main.add_command(report.report_command)
+main.add_command(reconcile.reconcile_command)
+main.add_command(reconcile.sources_command)

@@ -28,6 +28,8 @@ from ledgerflow.lineage.sources import (
     remove_source,
     save_source,
 )
+from ledgerflow.notifications.notify import Notifier, own_connection
+from ledgerflow.runtime.announce import Announcer
 from ledgerflow.settings import ConfigError, Settings
 
 T = TypeVar("T")
@@ -132,9 +134,16 @@ def reconcile_command(
     by = actor()
 
     async def work(conn: psycopg.AsyncConnection[Any], settings: Settings) -> ComparisonResult:
-        return await reconcile(
+        result = await reconcile(
             conn, settings.redis_url, source, by, explained_limit, first_items=items
         )
+        if result.unexplained:  # a scheduled run tells people, as the console's does
+            announce = Announcer(
+                Notifier(settings.notify_settings(), own_connection(settings.database_url))
+            )
+            await announce.comparison_unexplained(result)
+            await announce.close()
+        return result
 
     result = _run(ctx, work, name_option="SOURCE")
     if as_json:
