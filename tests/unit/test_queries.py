@@ -13,9 +13,7 @@ from ledgerflow.db.queries import Queries, parse
 
 SOURCE = Path(ledgerflow.__file__).parent
 ASKED = re.compile(r"""QUERIES\["(\w+)"\]""")
-OWNER = re.compile(
-    r"""QUERIES = Queries\.of\("(ledgerflow(?:\.\w+)*)"(?:, "(\w+\.sql)")?\)"""
-)
+OWNER = re.compile(r"""QUERIES = Queries\.of\("(ledgerflow(?:\.\w+)*)"(?:, "(\w+\.sql)")?\)""")
 
 
 def asked_for() -> dict[tuple[str, str], set[str]]:
