@@ -3,10 +3,11 @@
 from datetime import date
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledgerflow.rates.price_batches import _check_row, _plain_row
+from ledgerflow.rates.price_batches import BatchRejected, _check_row, _plain_row, from_csv
 
 codes = st.one_of(
     st.none(), st.integers(), st.booleans(), st.text(max_size=6), st.sampled_from(["CNGGZ", ""])
@@ -62,3 +63,10 @@ def test_the_usual_rows_take_the_cheap_path() -> None:
     assert _plain_row(csv_row, seen_days) == ("CNGGZ", "EETLL", date(2021, 2, 1), 1200)
     assert _plain_row({**json_row, "day": "2021-02-30"}, seen_days) is None
     assert seen_days == {"2021-02-01": date(2021, 2, 1)}
+
+
+def test_csv_that_the_csv_reader_cannot_read_is_refused_not_a_crash() -> None:
+    with pytest.raises(BatchRejected, match="the CSV header must name"):
+        from_csv("b-1", "\u00db6_\r<j\x10z")  # a lone CR ends a line; no header
+    with pytest.raises(BatchRejected, match="the CSV cannot be read"):
+        from_csv("b-1", 'orig_code,dest_code,day,price\n"' + "A" * 200_000 + '"\n')

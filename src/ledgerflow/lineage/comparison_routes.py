@@ -30,7 +30,7 @@ from ledgerflow.lineage.results import Comparison, ComparisonError, ComparisonRe
 from ledgerflow.lineage.routes import LineageState
 from ledgerflow.lineage.sources import SourceError, list_sources
 from ledgerflow.reports.pdf import Heading, Paragraph, Table, csv_report, pdf_report
-from ledgerflow.web.errors import Error
+from ledgerflow.web.errors import answers
 
 router = APIRouter(tags=["lineage"])
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -82,12 +82,7 @@ async def run(request: Request, identity: Identity, source: str) -> ComparisonRe
     "/comparisons",
     summary="Compare a data source by message id",
     status_code=201,
-    responses={
-        401: {"model": Error, "description": "No credentials, or credentials not valid."},
-        403: {"model": Error, "description": "No scope comparisons:run, or no CSRF token."},
-        404: {"model": Error, "description": "No such source."},
-        503: {"model": Error, "description": "KeyDB or the database cannot be read."},
-    },
+    responses=answers(400, 401, 403, 404, 422, 503),
 )
 async def run_api(
     request: Request,
@@ -106,7 +101,7 @@ async def run_api(
     return JSONResponse(result.as_json(), 201)
 
 
-@router.get("/comparisons", summary="The last comparisons")
+@router.get("/comparisons", summary="The last comparisons", responses=answers(400, 401, 403))
 async def last_api(
     request: Request,
     identity: Annotated[Identity, require("read")],
@@ -122,7 +117,7 @@ async def last_api(
 @router.get(
     "/comparisons/{comparison_id}",
     summary="One comparison and its items",
-    responses={404: {"model": Error, "description": "No such comparison."}},
+    responses=answers(400, 401, 403, 404),
 )
 async def one_api(
     request: Request,

@@ -33,7 +33,7 @@ from ledgerflow.lineage.stages import (
 )
 from ledgerflow.lineage.trace import trace
 from ledgerflow.reports.flow import to_svg
-from ledgerflow.web.errors import Error
+from ledgerflow.web.errors import answers
 
 router = APIRouter(tags=["lineage"])
 Period = Literal["1h", "24h", "7d", "30d", "365d"]
@@ -182,8 +182,7 @@ async def filtered_page(
             "description": "The PDF, or the CSV of one part.",
             "content": {"application/pdf": {}, "text/csv": {}},
         },
-        400: {"model": Error, "description": "A parameter is wrong; it is named."},
-        401: {"model": Error, "description": "No credentials, or credentials not valid."},
+        **answers(400, 401, 403),
     },
 )
 async def report(
@@ -228,10 +227,7 @@ def _download(name: str, extension: str, content: bytes) -> Response:
 @router.get(
     "/trace/{key}",
     summary="Trace one message",
-    responses={
-        404: {"model": Error, "description": "No message has this id or body SHA-256."},
-        401: {"model": Error, "description": "No credentials, or credentials not valid."},
-    },
+    responses=answers(400, 401, 403, 404),
 )
 async def trace_api(
     request: Request,
@@ -252,7 +248,7 @@ async def trace_api(
 @router.get(
     "/stages",
     summary="Stage counts of a time window",
-    responses={400: {"model": Error, "description": "A parameter is wrong; it is named."}},
+    responses=answers(400, 401, 403),
 )
 async def stages_api(
     request: Request,

@@ -121,6 +121,10 @@ class QueueConsumer:
         self._closed: asyncio.Future[None] | None = None
         self._opened: asyncio.Future[Any] | None = None
         self._closing = False
+        # One synchronous method at a time on the channel: RabbitMQ closes a transactional
+        # channel that gets, say, a basic.cancel or a queue.declare while it commits
+        # ("unexpected command while processing 'tx.commit'").
+        self._rpc = asyncio.Lock()
 
     @property
     def queue(self) -> str:
@@ -174,9 +178,10 @@ class QueueConsumer:
     async def ack(self, delivery_tag: int, batch_id: int) -> None:
         """Acknowledge every delivery up to ``delivery_tag`` as batch ``batch_id``, atomically
         with the marker naming the batch; return once RabbitMQ has committed both."""
-        channel = self._open_channel()
-        channel.basic_ack(delivery_tag, multiple=True)
-        await self._commit_marker(channel, batch_id)
+        async with self._rpc:
+            channel = self._open_channel()
+            channel.basic_ack(delivery_tag, multiple=True)
+            await self._commit_marker(channel, batch_id)
 
     def ack_one(self, delivery_tag: int) -> None:
         """Acknowledge one delivery (consumers made with ``ledger=False``)."""
@@ -184,13 +189,15 @@ class QueueConsumer:
 
     async def mark_acknowledged(self, batch_id: int) -> None:
         """Set the marker to ``batch_id`` without acknowledging anything."""
-        await self._commit_marker(self._open_channel(), batch_id)
+        async with self._rpc:
+            await self._commit_marker(self._open_channel(), batch_id)
 
     async def backlog(self) -> int:
         """Messages ready in the queue (not counting those delivered and not yet acked)."""
-        frame = await self._call(
-            self._open_channel().queue_declare, queue=self._queue, passive=True
-        )
+        async with self._rpc:
+            frame = await self._call(
+                self._open_channel().queue_declare, queue=self._queue, passive=True
+            )
         return int(frame.method.message_count)
 
     async def last_acknowledged(self) -> int | None:
@@ -242,7 +249,9 @@ class QueueConsumer:
         if self._channel is not None and self._channel.is_open and self._consumer_tag:
             tag, self._consumer_tag = self._consumer_tag, None
             self._stop_direct_delivery()
-            await self._call(self._channel.basic_cancel, consumer_tag=tag)
+            async with self._rpc:  # after an acknowledgement in flight has committed
+                if self._channel is not None and self._channel.is_open:
+                    await self._call(self._channel.basic_cancel, consumer_tag=tag)
 
     def _stop_direct_delivery(self) -> None:
         if isinstance(self._connection, fast_path.DirectDeliveryConnection):

@@ -170,10 +170,14 @@ def from_csv(batch_id: str | None, text: str) -> PriceBatch:
     """A batch from CSV with a header row naming the four fields; rows are numbered from 1."""
     if not batch_id or not batch_id.strip():
         raise BatchRejected("batch_id: required as a query parameter for CSV")
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or set(FIELDS) - {f.strip() for f in reader.fieldnames}:
-        raise BatchRejected("the CSV header must name " + ", ".join(FIELDS))
-    rows = [{k.strip(): v for k, v in row.items() if k} for row in reader]
+    # newline="": the csv module reads line ends itself, so a lone CR is one, not an error.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        if not reader.fieldnames or set(FIELDS) - {f.strip() for f in reader.fieldnames}:
+            raise BatchRejected("the CSV header must name " + ", ".join(FIELDS))
+        rows = [{k.strip(): v for k, v in row.items() if k} for row in reader]
+    except csv.Error as exc:
+        raise BatchRejected(f"the CSV cannot be read: {exc}") from None
     if not rows:
         raise BatchRejected("prices: the CSV has no rows")
     return _validated(batch_id, rows)

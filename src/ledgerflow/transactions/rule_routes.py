@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Path
@@ -24,7 +24,7 @@ from ledgerflow.auth.pages import page, page_responses, pages_of
 from ledgerflow.auth.store import audit
 from ledgerflow.transactions import rules
 from ledgerflow.transactions.rules import BUILT_IN, Rule, RuleError
-from ledgerflow.web.errors import Error
+from ledgerflow.web.errors import answers
 
 router = APIRouter(tags=["rules"])
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -118,14 +118,9 @@ def built_in() -> list[dict[str, str]]:
     ]
 
 
-WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": Error, "description": "No credentials, or credentials not valid."},
-    403: {"model": Error, "description": "No scope rules:write, or no CSRF token."},
-    422: {"model": RuleRefused, "description": "The rule cannot be saved; the field is named."},
-}
-
-
-@router.get("/rules", summary="Filtering rules", response_model=RuleList)
+@router.get(
+    "/rules", summary="Filtering rules", response_model=RuleList, responses=answers(400, 401, 403)
+)
 async def list_rules(request: Request, identity: Annotated[Identity, require("read")]) -> Response:
     """Every rule's newest version, in the order they are evaluated (the first that matches
     names a message's rule), and the built-in technical rules."""
@@ -139,7 +134,7 @@ async def list_rules(request: Request, identity: Annotated[Identity, require("re
     summary="Add a filtering rule",
     status_code=201,
     response_model=RuleOut,
-    responses={**WRITE_RESPONSES, 409: {"model": RuleRefused, "description": "The name is taken."}},
+    responses=answers(400, 401, 403, 409, 422, s409=RuleRefused, s422=RuleRefused),
 )
 async def add_rule(
     request: Request, body: RuleIn, identity: Annotated[Identity, require("rules:write")]
@@ -160,7 +155,7 @@ async def add_rule(
     "/rules/{name}",
     summary="Change a filtering rule",
     response_model=RuleOut,
-    responses={**WRITE_RESPONSES, 404: {"model": Error, "description": "No such rule."}},
+    responses=answers(400, 401, 403, 404, 422, s422=RuleRefused),
 )
 async def change_rule(
     request: Request,
@@ -183,7 +178,7 @@ async def change_rule(
     "/rules/{name}/history",
     summary="Every version of a rule",
     response_model=list[RuleOut],
-    responses={404: {"model": Error, "description": "No such rule."}},
+    responses=answers(400, 401, 403, 404),
 )
 async def history(
     request: Request,

@@ -65,3 +65,24 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     BodyTooLarge: too_large,
     500: internal_error,
 }
+
+
+_ANSWERS = {
+    400: "A parameter or the body is wrong; the answer names it.",
+    401: "No credentials, or credentials that are not valid.",
+    403: "The credentials lack the scope (or a session its CSRF token).",
+    404: "Nothing has that name or id.",
+    409: "The name is taken.",
+    503: "A service it depends on cannot answer now; try again.",
+}
+
+
+def answers(*statuses: int, **models: Any) -> dict[int | str, dict[str, Any]]:
+    """A JSON endpoint's error answers for its OpenAPI document, each an Error unless
+    ``models`` gives another model (``s422=RuleRefused``)."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        model = models.get(f"s{status}", Error)
+        description = getattr(model, "__doc__", None) if status not in _ANSWERS else None
+        documented[status] = {"model": model, "description": description or _ANSWERS[status]}
+    return documented
