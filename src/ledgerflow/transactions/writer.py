@@ -110,6 +110,7 @@ class BatchWriter:
         self._providers: set[int] = set()
         self._redeliveries = RedeliveryMatcher([])
         self._rules = RuleSet(-1, ())  # -1: never loaded, so the first batch loads them
+        self._statement = b""  # the rule set's insert, rendered once per rule set
 
     @property
     def rules(self) -> RuleSet:
@@ -190,6 +191,9 @@ class BatchWriter:
                 break
             except RulesChanged:
                 self._rules = await load_rule_set(self._conn)
+                self._statement = (
+                    self._rules.statement().as_bytes(self._conn) if self._rules.rules else b""
+                )
                 log.info(
                     "ingest.rules_loaded", version=self._rules.version, rules=len(self._rules.rules)
                 )
@@ -401,7 +405,7 @@ class BatchWriter:
         }
         for name in self._rules.variables:
             params[name] = [message_variable(deliveries[i], name) for i, _ in stored]
-        cursor = await self._conn.execute(self._rules.statement(), params)
+        cursor = await self._conn.execute(self._statement, params)
         row = await cursor.fetchone()
         assert row is not None
         ids, rules = row[0] or [], row[1]
