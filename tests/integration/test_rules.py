@@ -200,6 +200,10 @@ async def test_a_bad_condition_is_refused_with_its_position(
     with pytest.raises(RuleError) as named:
         await rule(conn, "bad name!", "value > 1")
     assert named.value.field == "name"
+    # A pattern is checked even where the rest of the condition would never reach it.
+    for hidden in ("id == 5 && message_id.matches('[')", "headers.desk.matches('[')"):
+        with pytest.raises(RuleError, match="PostgreSQL cannot evaluate it"):
+            await rule(conn, "bad-pattern", hidden)
     await rule(conn, "fine", "value > 1")
     with pytest.raises(RuleError, match="exists already"):
         await rule(conn, "fine", "value > 2")
@@ -208,6 +212,9 @@ async def test_a_bad_condition_is_refused_with_its_position(
 
 async def test_rules_on_the_command_line(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEDGERFLOW_DATABASE_URL", db_url)
+    # Changes are announced: to a webhook nobody answers, so each attempt is logged failed.
+    monkeypatch.setenv("LEDGERFLOW_NOTIFY_WEBHOOK_URLS", "http://127.0.0.1:9/hook")
+    monkeypatch.setenv("LEDGERFLOW_NOTIFY_TIMEOUT", "2")
     runner = CliRunner()
 
     async def invoke(*args: str) -> Result:  # the command runs its own event loop
@@ -237,5 +244,33 @@ async def test_rules_on_the_command_line(db_url: str, monkeypatch: pytest.Monkey
             ("rule.add", "big-values"),
             ("rule.disable", "big-values"),
         ]
+        cursor = await conn.execute(
+            "SELECT event, subject, status FROM ledgerflow.notifications ORDER BY id"
+        )
+        assert await cursor.fetchall() == [
+            ("rule_changed", "rule big-values created (version 1)", "failed"),
+            ("rule_changed", "rule big-values disabled (version 2)", "failed"),
+        ]
     finally:
         await conn.close()
+
+
+async def test_a_percent_sign_in_a_condition_is_modulo_or_text_never_a_placeholder(
+    seeded: psycopg.AsyncConnection[Any],
+) -> None:
+    conn = seeded
+    await rule(conn, "even", "id % 2 == 0")
+    await rule(conn, "percent", 'message_id.startsWith("50%")')
+    writer = BatchWriter(conn, "q", "test", await take_term(conn), max_body_bytes=1024)
+    result = await writer.write(
+        [
+            message(1, "5", 1, message_id="50%-off"),
+            message(2, "5", 2, message_id="x"),
+            message(1, "5", 3, message_id="5%"),
+        ]
+    )
+    assert [r[1] for r in await lineage(conn, result.batch_id)] == [
+        "filtered",
+        "filtered",
+        "stored",
+    ]

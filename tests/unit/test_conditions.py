@@ -69,3 +69,30 @@ def test_numbers_stay_exact_decimals_in_the_sql() -> None:
 def test_a_string_cannot_smuggle_sql() -> None:
     rendered = compile_condition('message_id == "x\' OR TRUE --"').sql.as_string(None)
     assert "'x'' OR TRUE --'" in rendered
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("message_id == '\\U00110000'", "is not a character"),
+        ("message_id == '\\ud800'", "is not a character"),
+        ("(" * 400 + "value > 1" + ")" * 400, "nested too deeply"),
+        ("id == 0x" + "f" * 3700, "at most 100 digits"),
+        ("id == " + "9" * 150, "at most 100 digits"),
+    ],
+)
+def test_what_python_itself_would_choke_on_is_a_condition_error(text: str, says: str) -> None:
+    with pytest.raises(ConditionError, match=says):
+        compile_condition(text)
+
+
+def test_header_comparisons_do_not_match_an_absent_header() -> None:
+    rendered = compile_condition('headers.region != "EU"').sql.as_string(None)
+    assert "DISTINCT" not in rendered and "<>" in rendered
+    # message_id is a property that may be absent: != matches a message without one.
+    assert "IS DISTINCT FROM" in compile_condition('message_id != "x"').sql.as_string(None)
+
+
+def test_patterns_are_collected_for_the_database_to_check() -> None:
+    condition = compile_condition("message_id.matches('^a') || app_id.matches('[')")
+    assert condition.patterns == {"^a", "["}

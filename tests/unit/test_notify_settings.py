@@ -204,7 +204,8 @@ def test_bad_webhook_urls_are_refused_naming_the_variable_not_the_secrets(
 @pytest.mark.parametrize(
     ("url", "target"),
     [
-        ("https://hooks.example.com/services/T1", "https://hooks.example.com/services/T1"),
+        ("https://hooks.example.com/services/T1", "https://hooks.example.com/services/…"),
+        ("https://hooks.example.com/services/T0/B0/secret", "https://hooks.example.com/services/…"),
         ("https://user:pw@hooks.example.com/x", "https://hooks.example.com/x"),
         (
             "https://user@hooks.example.com:8443/x?token=abc#frag",
@@ -214,7 +215,9 @@ def test_bad_webhook_urls_are_refused_naming_the_variable_not_the_secrets(
         ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
     ],
 )
-def test_the_webhook_target_drops_user_password_query_and_fragment(url: str, target: str) -> None:
+def test_the_webhook_target_drops_credentials_query_fragment_and_the_path_past_one_segment(
+    url: str, target: str
+) -> None:
     assert webhook_target(url) == target
 
 

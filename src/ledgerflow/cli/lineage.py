@@ -3,15 +3,19 @@ from the queue to KeyDB."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
 import psycopg
 
 from ledgerflow.auth import store
-from ledgerflow.cli.common import actor, with_database
+from ledgerflow.cli.common import actor, settings_of, with_database
 from ledgerflow.lineage.trace import trace
+from ledgerflow.notifications.notify import Notifier, own_connection
+from ledgerflow.runtime.announce import Announcer
 from ledgerflow.transactions import rules
 from ledgerflow.transactions.rules import BUILT_IN, Rule, RuleError
 
@@ -21,11 +25,26 @@ def _refused(exc: RuleError) -> click.ClickException:
     return click.ClickException(f"{where}: {exc}")
 
 
-def _change(ctx: click.Context, work: Any) -> Rule:
+def _change(
+    ctx: click.Context,
+    work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[tuple[Rule, bool]]],
+    by: str,
+) -> Rule:
+    """Save a change and announce it (the notifications), as the console and the API do."""
     try:
-        rule: Rule = with_database(ctx, work, (LookupError,))
+        rule, changed = with_database(ctx, work, (LookupError,))
     except RuleError as exc:
         raise _refused(exc) from None
+    if changed:
+        settings = settings_of(ctx)
+
+        async def announce() -> None:
+            notifier = Notifier(settings.notify_settings(), own_connection(settings.database_url))
+            announcer = Announcer(notifier)
+            await announcer.rule_changed(rule, by)
+            await announcer.close()
+
+        asyncio.run(announce())
     return rule
 
 
@@ -52,28 +71,31 @@ def add(
     """Add rule NAME, enabled; it applies from the next batch on."""
     by = actor()
 
-    async def work(conn: psycopg.AsyncConnection[Any]) -> Rule:
+    async def work(conn: psycopg.AsyncConnection[Any]) -> tuple[Rule, bool]:
         async with conn.transaction():
             rule = await rules.add_rule(
                 conn, name, condition, technical, functional, owner or by, by
             )
             await store.audit(conn, by, "rule.add", name, {"condition": condition})
-        return rule
+        return rule, True
 
-    rule = _change(ctx, work)
+    rule = _change(ctx, work, by)
     click.echo(f"rule {rule.name} version {rule.version} added: {rule.condition}")
 
 
 def _set_enabled(ctx: click.Context, name: str, enabled: bool) -> None:
     by = actor()
 
-    async def work(conn: psycopg.AsyncConnection[Any]) -> Rule:
+    async def work(conn: psycopg.AsyncConnection[Any]) -> tuple[Rule, bool]:
         async with conn.transaction():
+            before = await rules.get_rule(conn, name)
             rule = await rules.change_rule(conn, name, by, enabled=enabled)
-            await store.audit(conn, by, f"rule.{'enable' if enabled else 'disable'}", name)
-        return rule
+            changed = before is None or rule.version != before.version
+            if changed:
+                await store.audit(conn, by, f"rule.{'enable' if enabled else 'disable'}", name)
+        return rule, changed
 
-    rule = _change(ctx, work)
+    rule = _change(ctx, work, by)
     state = "enabled" if rule.enabled else "disabled"
     click.echo(f"rule {rule.name} is {state} (version {rule.version})")
 
@@ -112,8 +134,9 @@ def change(
     """Save a new version of rule NAME with what is given."""
     by = actor()
 
-    async def work(conn: psycopg.AsyncConnection[Any]) -> Rule:
+    async def work(conn: psycopg.AsyncConnection[Any]) -> tuple[Rule, bool]:
         async with conn.transaction():
+            before = await rules.get_rule(conn, name)
             rule = await rules.change_rule(
                 conn,
                 name,
@@ -123,10 +146,12 @@ def change(
                 functional=functional,
                 owner=owner,
             )
-            await store.audit(conn, by, "rule.change", name, {"version": rule.version})
-        return rule
+            changed = before is None or rule.version != before.version
+            if changed:
+                await store.audit(conn, by, "rule.change", name, {"version": rule.version})
+        return rule, changed
 
-    rule = _change(ctx, work)
+    rule = _change(ctx, work, by)
     click.echo(f"rule {rule.name} is at version {rule.version}: {rule.condition}")
 
 

@@ -55,7 +55,7 @@ def report_command(
         elif part == "rules":
             rows = await reports.rule_rows(conn, window)
         else:
-            rows = await reports.filtered_rows(conn, window, None, 10_000_000)
+            rows = await reports.filtered_rows(conn, window, None, reports.MAX_CSV_ROWS)
         return reports.as_csv(part, rows).encode()
 
     content = with_database(ctx, work)

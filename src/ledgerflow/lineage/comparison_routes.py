@@ -7,6 +7,7 @@ Handlers read ``request.state.lineage`` (see lineage.routes.LineageState).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -47,6 +48,8 @@ ITEM_COLUMNS = (
     "actual",
 )
 RUNNERS = (Role.ADMIN, Role.OPERATOR)
+MAX_CSV_ITEMS = 1_000_000  # one download; ``GET /comparisons/{id}`` pages through more
+MAX_PDF_ITEMS = 10_000  # a printed report; the CSV has more
 
 
 def _state(request: Request) -> LineageState:
@@ -156,7 +159,7 @@ async def comparisons_page(
         sources = await list_sources(conn)
         runs = await last_comparisons(conn, 20)
         chosen = await get_comparison(conn, id) if id else None
-        limit = 10_000_000 if format != "html" else 500
+        limit = {"html": 500, "csv": MAX_CSV_ITEMS, "pdf": MAX_PDF_ITEMS}[format]
         items = (
             await comparison_items(conn, chosen.comparison_id, only_unexplained, limit)
             if chosen
@@ -165,7 +168,8 @@ async def comparisons_page(
     if chosen is not None and format == "csv":
         return _download(chosen, "csv", csv_report(ITEM_COLUMNS, _rows(items)).encode())
     if chosen is not None and format == "pdf":
-        return _download(chosen, "pdf", comparison_pdf(chosen, items))
+        document = await asyncio.to_thread(comparison_pdf, chosen, items)
+        return _download(chosen, "pdf", document)
     return pages_of(request).render(
         request,
         "comparisons.html",
@@ -260,7 +264,7 @@ def comparison_pdf(comparison: Comparison, items: list[Item]) -> bytes:
                     "unexplained",
                 },
             ),
-            Heading("Items, unexplained first"),
+            Heading(f"Items, unexplained first (at most {MAX_PDF_ITEMS:,}; the CSV has more)"),
             Table(
                 columns,
                 [

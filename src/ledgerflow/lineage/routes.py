@@ -210,7 +210,7 @@ async def report(
         elif part == "rules":
             rows = await reports.rule_rows(conn, window)
         else:
-            rows = await reports.filtered_rows(conn, window, None, 10_000_000)
+            rows = await reports.filtered_rows(conn, window, None, reports.MAX_CSV_ROWS)
     return _download(f"lineage-{part}", "csv", reports.as_csv(part, rows).encode())
 
 

@@ -63,7 +63,10 @@ def window_of(
     ``period`` up to now."""
     now = datetime.now(UTC)
     end = _moment("until", until) if until else now
-    start = _moment("since", since) if since else end - PERIODS[period]
+    try:
+        start = _moment("since", since) if since else end - PERIODS[period]
+    except OverflowError:
+        raise WindowError("until", "is too early for the period before it") from None
     if start >= end:
         raise WindowError("since", "must be before until")
     return Window(start, end, queue or None)

@@ -40,10 +40,12 @@ WHERE t.id = %(id)s;
 
 -- name: first_publication
 -- The first publication whose snapshot saw the batch's transaction: the boundary that
--- first included the message, and the value it wrote to KeyDB for the provider.
+-- first included the message, and the value it wrote to KeyDB for the provider. The
+-- snapshot decides; the time only bounds the search, with five minutes to spare for a
+-- worker's clock that differs from the database's.
 SELECT boundary, published_at, instance, term, balances ->> %(key)s AS value
 FROM ledgerflow.publishes
-WHERE published_at >= %(committed_at)s
+WHERE published_at >= %(committed_at)s::timestamptz - interval '5 minutes'
   AND snapshot IS NOT NULL
   AND pg_visible_in_snapshot(%(xid)s::xid8, snapshot)
 ORDER BY published_at

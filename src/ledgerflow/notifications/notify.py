@@ -181,7 +181,8 @@ def parse_smtp_url(url: str, variable: str = "LEDGERFLOW_NOTIFY_SMTP_URL") -> Sm
 
 
 def webhook_target(url: str) -> str:
-    """The webhook URL as the log shows it: without user, password, query and fragment."""
+    """The webhook URL as the log shows it: without user, password, query and fragment,
+    and with no more of the path than its first segment."""
     try:
         parts = urlsplit(url.strip())
     except ValueError:
@@ -194,7 +195,11 @@ def webhook_target(url: str) -> str:
     except ValueError:
         port = None
     netloc = f"{host}:{port}" if port is not None else host
-    return SplitResult(parts.scheme, netloc, parts.path, "", "").geturl()
+    # Only the first segment of the path: services that sign nothing keep their secret in
+    # the rest of it (/services/T000/B000/XXXX), and everyone signed in reads the log.
+    first, _, rest = parts.path.lstrip("/").partition("/")
+    path = parts.path if not netloc else f"/{first}/…" if rest else f"/{first}" * bool(first)
+    return SplitResult(parts.scheme, netloc, path, "", "").geturl()
 
 
 def _parse_webhook_url(url: str, variable: str) -> str:

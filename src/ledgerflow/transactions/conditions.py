@@ -96,6 +96,7 @@ class Condition:
     text: str
     sql: sql.Composable
     variables: frozenset[str]
+    patterns: frozenset[str] = frozenset()  # of matches(): PostgreSQL checks each on saving
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,9 @@ class _Expr:
     type: Type
     element: Type | None = None  # of a list literal
     nullable: bool = False  # may be NULL for some message (absent, or undefined there)
+    # Read from a header: an absent header (or one of another type) matches no comparison,
+    # not even !=, as the documentation promises.
+    header: bool = False
 
 
 _PARSER = CELParser()
@@ -128,6 +132,7 @@ _ESCAPE = re.compile(
     r"U([0-9a-fA-F]{8})|([0-7]{3}))"
 )
 MAX_LENGTH = 4000
+MAX_DIGITS = 100  # of a number written in a condition
 
 
 def compile_condition(text: str) -> Condition:
@@ -139,6 +144,17 @@ def compile_condition(text: str) -> Condition:
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise ConditionError("the condition contains a NUL character", line, 1)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConditionError("the condition holds a lone surrogate, not text", 1, 1) from None
+    try:
+        return _compile(text)
+    except RecursionError:
+        raise ConditionError("the condition is nested too deeply", 1, 1) from None
+
+
+def _compile(text: str) -> Condition:
     try:
         tree = _PARSER.parse(text)
     except CELParseError as exc:
@@ -154,7 +170,7 @@ def compile_condition(text: str) -> Condition:
         raise ConditionError(
             f"a condition must be true or false, this one is a {expr.type.value}", line, column
         )
-    return Condition(text, expr.sql, frozenset(compiler.used))
+    return Condition(text, expr.sql, frozenset(compiler.used), frozenset(compiler.patterns))
 
 
 def _position(node: Tree[Any] | Token) -> tuple[int, int]:
@@ -180,6 +196,7 @@ class _Compiler:
 
     def __init__(self) -> None:
         self.used: set[str] = set()
+        self.patterns: set[str] = set()
 
     def expr(self, node: Tree[Any]) -> _Expr:
         rule = node.data
@@ -247,12 +264,15 @@ class _Compiler:
         cond, yes, no = self.expr(test), self.expr(a), self.expr(b)
         if cond.type is not Type.BOOL:
             raise _fail(test, "the test of ?: must be true or false")
+        yes, no = _coerce(yes, no), _coerce(no, yes)  # a header meets the other branch's type
         result = _common(yes.type, no.type)
         if result is None:
             raise _fail(node, f"?: gives a {yes.type.value} or a {no.type.value}: pick one type")
         return _Expr(
             sql.SQL("(CASE WHEN {} THEN {} ELSE {} END)").format(cond.sql, yes.sql, no.sql),
             result,
+            nullable=True,  # the test may be NULL
+            header=yes.header or no.header,
         )
 
     def _relation(self, op_node: Tree[Any], right_node: Tree[Any]) -> _Expr:
@@ -276,7 +296,7 @@ class _Compiler:
             raise _fail(op_node, "true and false can only be compared with == or !=")
         # IS [NOT] DISTINCT FROM where a side may be absent: a message without a
         # message_id is not equal to "x", so != matches it. Plain = elsewhere (faster).
-        if left.nullable or right.nullable:
+        if (left.nullable or right.nullable) and not (left.header or right.header):
             sql_op = {"=": "IS NOT DISTINCT FROM", "<>": "IS DISTINCT FROM"}.get(op, op)
         else:
             sql_op = op
@@ -300,7 +320,12 @@ class _Compiler:
         right = self.expr(right_node)
         op = _ARITHMETIC[op_node.data]
         if op == "+" and left.type is Type.STRING and right.type is Type.STRING:
-            return _Expr(sql.SQL("({} || {})").format(left.sql, right.sql), Type.STRING)
+            return _Expr(
+                sql.SQL("({} || {})").format(left.sql, right.sql),
+                Type.STRING,
+                nullable=left.nullable or right.nullable,
+                header=left.header or right.header,
+            )
         left = _numeric(_coerce(left, _Expr(sql.SQL(""), Type.DECIMAL)), op_node, op)
         right = _numeric(_coerce(right, _Expr(sql.SQL(""), Type.DECIMAL)), right_node, op)
         result = Type.INT if left.type is right.type is Type.INT and op != "/" else Type.DECIMAL
@@ -333,6 +358,8 @@ class _Compiler:
         kind, text = token.type, str(token)
         if kind in ("INT_LIT", "UINT_LIT"):
             digits = text.rstrip("uU")
+            if len(digits.lstrip("-").removeprefix("0x").removeprefix("0X")) > MAX_DIGITS:
+                raise _fail(token, f"a number in a condition has at most {MAX_DIGITS} digits")
             number = int(digits, 16) if "x" in digits.lower() else int(digits)
             # Written as a plain integer (a Python int's text: digits only), so that
             # ``id == 2`` compares integers; past bigint it is a numeric.
@@ -341,8 +368,12 @@ class _Compiler:
         if kind == "FLOAT_LIT":
             decimal = Decimal(text)
             exponent = decimal.as_tuple().exponent
-            if not isinstance(exponent, int) or abs(exponent) > 100 or decimal.adjusted() > 100:
-                raise _fail(token, "a number in a condition has at most 100 digits")
+            if (
+                not isinstance(exponent, int)
+                or abs(exponent) > MAX_DIGITS
+                or decimal.adjusted() > MAX_DIGITS
+            ):
+                raise _fail(token, f"a number in a condition has at most {MAX_DIGITS} digits")
             # A decimal written out (digits, a point, a sign): PostgreSQL reads it as an
             # exact numeric, so ``value > 900.10`` never meets a float.
             return _Expr(sql.SQL(f"({decimal:f})"), Type.DECIMAL)
@@ -384,7 +415,9 @@ class _Compiler:
         container = self.expr(target)
         if container.type is not Type.MAP:
             raise _fail(node, f"a {container.type.value} has no fields; only headers do")
-        return _Expr(sql.SQL("({} -> {})").format(container.sql, key), Type.DYN, nullable=True)
+        return _Expr(
+            sql.SQL("({} -> {})").format(container.sql, key), Type.DYN, nullable=True, header=True
+        )
 
     def _method(self, node: Tree[Any], target: Tree[Any], name: str, args: list[Any]) -> _Expr:
         subject = _coerce(self.expr(target), _Expr(sql.SQL(""), Type.STRING))
@@ -406,10 +439,15 @@ class _Compiler:
         argument = self.expr(args[0])
         if argument.type is not Type.STRING:
             raise _fail(args[0], f"{name} takes a string")
-        if name == "matches" and _unwrap(args[0]).data != "literal":
-            # A pattern written in the condition is checked by PostgreSQL when the rule is
-            # saved; one computed per message could fail a batch.
-            raise _fail(args[0], "matches() takes a pattern written in the condition")
+        if name == "matches":
+            literal = _unwrap(args[0])
+            if literal.data != "literal":
+                # A pattern written in the condition is checked by PostgreSQL when the rule
+                # is saved; one computed per message could fail a batch.
+                raise _fail(args[0], "matches() takes a pattern written in the condition")
+            token = literal.children[0]
+            assert isinstance(token, Token)
+            self.patterns.add(_unquote(token))
         return _Expr(sql.SQL(templates[name]).format(subject.sql, argument.sql), Type.BOOL)
 
     def _function(self, node: Tree[Any], name: str, args: list[Any]) -> _Expr:
@@ -476,6 +514,7 @@ def _coerce(expr: _Expr, other: _Expr) -> _Expr:
         ),
         result,
         nullable=True,
+        header=expr.header,
     )
 
 
@@ -501,6 +540,8 @@ def _unquote(token: Token) -> str:
         code = int(hex2 or hex4 or hex8, 16) if (hex2 or hex4 or hex8) else int(octal, 8)
         if code == 0:
             raise _fail(token, "a string cannot hold a NUL character")
+        if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+            raise _fail(token, f"\\U{code:08x} is not a character")
         return chr(code)
 
     return _ESCAPE.sub(replace, body)

@@ -35,7 +35,7 @@ def seed_example_data(conn: psycopg.Connection[Any]) -> bool:
     into an empty ``initial_data``.
     """
     with conn.transaction():
-        conn.execute(QUERIES["seed_lock"], {"key": SEED_LOCK_KEY})
+        conn.execute(QUERIES["advisory_lock"], {"key": SEED_LOCK_KEY})
         if conn.execute(QUERIES["any_provider"]).fetchone():
             return False
         ids = []

@@ -78,7 +78,7 @@ SELECT DISTINCT ON (instance) instance, boundary, published_at, lag_seconds,
        extract(epoch FROM now() - published_at)::float8 AS age
 FROM ledgerflow.publishes ORDER BY instance, published_at DESC;
 
--- name: seed_lock
+-- name: advisory_lock
 SELECT pg_advisory_xact_lock(%(key)s);
 
 -- name: any_provider
@@ -160,3 +160,7 @@ SELECT coalesce(max(id), 0) FROM ledgerflow.rule_versions;
 -- name: insert_batch_filters
 INSERT INTO ledgerflow.batch_filters (batch_id, rule_version_id, filtered)
 SELECT %(batch_id)s, r, c FROM unnest(%(rules)s::bigint[], %(counts)s::integer[]) AS t(r, c);
+
+-- name: check_pattern
+-- A regular expression of a condition, compiled by PostgreSQL when the rule is saved.
+SELECT ''::text ~ %(pattern)s;

@@ -13,6 +13,7 @@ message's rule.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,7 @@ from ledgerflow.transactions.messages import Reason
 QUERIES = Queries.of("ledgerflow.transactions")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_TEXT = 2000
+RULE_CHANGES_LOCK = 0x6C66_7275_6C65  # the advisory lock rule changes take, one at a time
 # The blank message a new condition is evaluated on once, by PostgreSQL: values, not
 # NULLs, since a function given NULL returns NULL without looking at its other arguments.
 PROBE = {"integer": "0", "numeric": "0", "text": "", "jsonb": "{}", "boolean": "false"}
@@ -135,35 +137,49 @@ class RuleSet:
         return tuple(sorted(used - {"id", "value"}))
 
     def statement(self) -> sql.Composed:
-        """The batch's insert with the rules applied: one ``CASE`` over the batch's
-        messages, first matching rule first; the rows no rule matched are inserted.
+        """The batch's insert with the rules applied (see ``filter_statement``)."""
+        return filter_statement([(r.version_id, c) for r, c in self.rules], self.variables)
 
-        Returns the new transaction ids (ascending, so in input order) and, per input
-        message, the rule version that filtered it or NULL; the filtered messages go to
-        ``ledgerflow.filtered_messages`` in the same statement.
-        """
-        names = ["position", "id", "value", *self.variables]
-        # position: the message's place in its batch, sent beside what conditions read.
-        types = {"position": "integer", **{n: v.column_type for n, v in VARIABLES.items()}}
-        arrays = sql.SQL(", ").join(
-            sql.SQL("{}::{}[]").format(sql.Placeholder(n), sql.SQL(types[n])) for n in names
-        )
-        columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
-        cases = sql.SQL(" ").join(
-            sql.SQL("WHEN {} THEN {}").format(c.sql, sql.Literal(r.version_id))
-            for r, c in self.rules
-        )
-        return sql.SQL(
-            "WITH m AS (SELECT * FROM unnest({arrays}) WITH ORDINALITY AS m({columns}, n)),"
-            " f AS (SELECT n, m.position, m.id, m.value, CASE {cases} END AS rule FROM m),"
-            " stored AS (INSERT INTO historical_transactions (provider_id, transaction_value)"
-            " SELECT id, value FROM f WHERE rule IS NULL ORDER BY n RETURNING id),"
-            " filtered AS (INSERT INTO ledgerflow.filtered_messages"
-            " (batch_id, position, rule_version_id, provider_id, value)"
-            " SELECT {batch_id}, position, rule, id, value FROM f WHERE rule IS NOT NULL)"
-            " SELECT (SELECT array_agg(id ORDER BY id) FROM stored),"
-            " (SELECT array_agg(rule ORDER BY n) FROM f)"
-        ).format(arrays=arrays, columns=columns, cases=cases, batch_id=sql.Placeholder("batch_id"))
+
+def filter_statement(
+    rules: Sequence[tuple[int, Condition]], variables: Sequence[str]
+) -> sql.Composed:
+    """The batch's insert with ``rules`` (rule version id, condition) applied: one ``CASE``
+    over the batch's messages, first matching rule first; the rows no rule matched are
+    inserted.
+
+    Returns the new transaction ids (ascending, so in input order) and, per input message,
+    the rule version that filtered it or NULL; the filtered messages go to
+    ``ledgerflow.filtered_messages`` in the same statement.
+    """
+    names = ["position", "id", "value", *variables]
+    # position: the message's place in its batch, sent beside what conditions read.
+    types = {"position": "integer", **{n: v.column_type for n, v in VARIABLES.items()}}
+    arrays = sql.SQL(", ").join(
+        sql.SQL("{}::{}[]").format(sql.Placeholder(n), sql.SQL(types[n])) for n in names
+    )
+    columns = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    cases = sql.SQL(" ").join(
+        sql.SQL("WHEN {} THEN {}").format(_escaped(condition), sql.Literal(version_id))
+        for version_id, condition in rules
+    )
+    return sql.SQL(
+        "WITH m AS (SELECT * FROM unnest({arrays}) WITH ORDINALITY AS m({columns}, n)),"
+        " f AS (SELECT n, m.position, m.id, m.value, CASE {cases} END AS rule FROM m),"
+        " stored AS (INSERT INTO historical_transactions (provider_id, transaction_value)"
+        " SELECT id, value FROM f WHERE rule IS NULL ORDER BY n RETURNING id),"
+        " filtered AS (INSERT INTO ledgerflow.filtered_messages"
+        " (batch_id, position, rule_version_id, provider_id, value)"
+        " SELECT {batch_id}, position, rule, id, value FROM f WHERE rule IS NOT NULL)"
+        " SELECT (SELECT array_agg(id ORDER BY id) FROM stored),"
+        " (SELECT array_agg(rule ORDER BY n) FROM f)"
+    ).format(arrays=arrays, columns=columns, cases=cases, batch_id=sql.Placeholder("batch_id"))
+
+
+def _escaped(condition: Condition) -> sql.SQL:
+    """A condition's SQL with each % doubled: the statement goes out with named parameters,
+    and a condition's own % (modulo, or in a string) is not one of them."""
+    return sql.SQL(condition.sql.as_string(None).replace("%", "%%"))
 
 
 def check_fields(name: str, technical: str, functional: str, owner: str) -> None:
@@ -192,7 +208,8 @@ async def check_condition(conn: psycopg.AsyncConnection[Any], text: str) -> Cond
         condition = compile_condition(text)
     except ConditionError as exc:
         raise RuleError("condition", str(exc), exc.line, exc.column) from None
-    names = ["id", "value", *sorted(condition.variables - {"id", "value"})]
+    variables = sorted(condition.variables - {"id", "value"})
+    names = ["id", "value", *variables]
     probe = sql.SQL("SELECT {} FROM (SELECT {}) AS m").format(
         condition.sql,
         sql.SQL(", ").join(
@@ -204,12 +221,27 @@ async def check_condition(conn: psycopg.AsyncConnection[Any], text: str) -> Cond
             for n in names
         ),
     )
+    empty: dict[str, list[object]] = {n: [] for n in ("position", "id", "value", *variables)}
     try:
-        async with conn.transaction():
+        async with conn.transaction(force_rollback=True):
+            for pattern in sorted(condition.patterns):  # whatever the rest evaluates to
+                await conn.execute(QUERIES["check_pattern"], {"pattern": pattern})
+            # The very statement a batch runs, on no message: what PostgreSQL checks when
+            # it plans (types, placeholders); then the condition on a blank message.
+            await conn.execute(
+                filter_statement([(0, condition)], variables), {**empty, "batch_id": 0}
+            )
             await conn.execute(probe)
     except psycopg.Error as exc:
         raise RuleError("condition", f"PostgreSQL cannot evaluate it: {exc}", 1, 1) from None
     return condition
+
+
+async def _serialise_changes(conn: psycopg.AsyncConnection[Any]) -> None:
+    """One rule change at a time, until its transaction ends: version ids are then drawn
+    in commit order, so the newest id (the rule set's version) changes with every commit
+    and a worker that has seen it has seen every change before it."""
+    await conn.execute(QUERIES["advisory_lock"], {"key": RULE_CHANGES_LOCK})
 
 
 def _rule(row: dict[str, Any]) -> Rule:
@@ -229,6 +261,7 @@ async def add_rule(
     check_fields(name, technical, functional, owner)
     await check_condition(conn, condition)
     async with conn.transaction():
+        await _serialise_changes(conn)
         cursor = await conn.execute(QUERIES["insert_rule"], {"name": name})
         row = await cursor.fetchone()
         if row is None:
@@ -252,6 +285,7 @@ async def change_rule(
     """Save a new version of rule ``name`` with what changed; raise LookupError if there is
     no such rule, RuleError naming the wrong field."""
     async with conn.transaction():
+        await _serialise_changes(conn)
         current = await _current(conn, name, lock=True)
         if current is None:
             raise LookupError(f"no rule named {name!r}")
