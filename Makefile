@@ -59,7 +59,8 @@ acceptance: install services
 # then publish lag under load and against a long history, then /rates and price batches
 # against the original's design (with and without a token), then the console at the
 # 10-million scale and the live feed's push latency, then KeyDB pub/sub against
-# PostgreSQL NOTIFY (about twenty-five minutes).
+# PostgreSQL NOTIFY, then ingest with 0, 5 and 20 filtering rules and a trace at 10
+# million messages, then comparisons at 1 and 10 million ids (about fifty minutes).
 bench: install services
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.ingest
@@ -67,6 +68,7 @@ bench: install services
 	$(BIN)/python -m bench.rates
 	$(BIN)/python -m bench.console
 	$(BIN)/python -m bench.live
+	$(BIN)/python -m bench.lineage
 	$(BIN)/python -m bench.reconcile
 
 # Not part of `make test`: about SOAK_MINUTES (default 10) of kills and restarts, then a check.

@@ -175,6 +175,7 @@ class CpuUse(threading.Thread):
     """
 
     INTERVAL = 0.1
+    GROUPS = ("broker", "database", "consumer")
 
     def __init__(self, consumer_pid: int) -> None:
         super().__init__(daemon=True)
@@ -211,7 +212,7 @@ class CpuUse(threading.Thread):
             ticks = int(fields[11]) + int(fields[12])  # utime + stime
             self.base.setdefault(pid, ticks if first else 0)
             self.last[pid] = (group, ticks)
-        totals = {"broker": 0.0, "database": 0.0, "consumer": 0.0}
+        totals = dict.fromkeys(self.GROUPS, 0.0)
         for pid, (group, ticks) in self.last.items():
             totals[group] += (ticks - self.base[pid]) / self.tick
         self.samples.append((now, totals))
@@ -231,7 +232,7 @@ class CpuUse(threading.Thread):
 
         return {
             group: round((at(last, group) - at(first, group)) * 1e6 / messages, 1)
-            for group in ("broker", "database", "consumer")
+            for group in self.GROUPS
         }
 
 

@@ -105,3 +105,18 @@ async def test_trace_on_the_command_line_says_json_and_exits_1_for_nothing(
     missing = await invoke("trace", "zzz")
     assert missing.exit_code == 1
     assert "no message has id or body SHA-256 'zzz'" in missing.output
+
+
+async def test_a_body_sent_several_times_is_traced_to_each_delivery_in_order(
+    seeded: psycopg.AsyncConnection[Any],
+) -> None:
+    conn = seeded
+    writer = BatchWriter(conn, "q", "test", await take_term(conn), max_body_bytes=1024)
+    body = b'{"id": 2, "value": 3}'
+    first = await writer.write([message(body, 1, None), message(b'{"id": 1, "value": 1}', 2, None)])
+    second = await writer.write([message(b"{}", 3, None), message(body, 4, None)])
+    found = await trace(conn, hashlib.sha256(body).hexdigest())
+    assert [(m["batch_id"], m["position"], m["outcome"]) for m in found["messages"]] == [
+        (first.batch_id, 0, "stored"),
+        (second.batch_id, 1, "stored"),
+    ]

@@ -3,11 +3,12 @@
 
 -- name: by_hash
 -- The GIN index on hash_keys finds the batches; the full digest settles each position.
+-- array_positions reads a batch's keys once (not once a position): a body sent a hundred
+-- times costs a hundredth of what walking every position did.
 SELECT b.id AS batch_id, p.position - 1 AS position
 FROM ledgerflow.batches AS b
-CROSS JOIN LATERAL generate_subscripts(b.hash_keys, 1) AS p(position)
+CROSS JOIN LATERAL unnest(array_positions(b.hash_keys, %(key)s::bigint)) AS p(position)
 WHERE b.hash_keys @> ARRAY[%(key)s::bigint]
-  AND b.hash_keys[p.position] = %(key)s
   AND substring(b.body_hashes FROM (p.position - 1) * 32 + 1 FOR 32) = %(digest)s
 ORDER BY b.id, p.position
 LIMIT %(limit)s;
