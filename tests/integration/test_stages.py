@@ -127,5 +127,7 @@ async def test_the_report_command_writes_the_pdf_and_each_part_as_csv(
     csv_rules = await invoke("report", "rules", "--format", "csv")
     [rule] = list(csv.DictReader(io.StringIO(csv_rules.stdout)))
     assert (rule["name"], rule["technical"], rule["filtered"]) == ("big", "over 900", "1")
+    comparisons = await invoke("report", "comparisons", "--format", "csv")
+    assert comparisons.stdout.splitlines()[0].startswith("comparison_id,source,started_at")
     wrong = await invoke("report", "lineage", "--since", "soon")
     assert wrong.exit_code == 2 and "--since" in wrong.output

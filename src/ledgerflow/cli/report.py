@@ -34,7 +34,8 @@ def report_command(
     output: str | None,
 ) -> None:
     """Write the lineage report (PART lineage, as PDF: graphs, counts, rules, filtered
-    messages) or one part of it as CSV (PART stages, rules or filtered)."""
+    messages, comparisons) or one part of it as CSV (PART stages, rules, filtered or
+    comparisons)."""
     try:
         window = window_of(period, since, until)
     except WindowError as exc:
@@ -44,18 +45,15 @@ def report_command(
             "a PDF is the whole report: use PART lineage", param_hint="--format"
         )
     if fmt == "csv" and part == "lineage":
-        raise click.BadParameter("CSV is one part: stages, rules or filtered", param_hint="PART")
+        raise click.BadParameter(
+            "CSV is one part: stages, rules, filtered or comparisons", param_hint="PART"
+        )
     built_in = [(r.value, t, f) for r, (t, f) in BUILT_IN.items()]
 
     async def work(conn: psycopg.AsyncConnection[Any]) -> bytes:
         if fmt == "pdf":
             return await reports.lineage_pdf(conn, window, built_in)
-        if part == "stages":
-            rows = await reports.stage_rows(conn, window)
-        elif part == "rules":
-            rows = await reports.rule_rows(conn, window)
-        else:
-            rows = await reports.filtered_rows(conn, window, None, reports.MAX_CSV_ROWS)
+        rows = await reports.part_rows(conn, window, part)
         return reports.as_csv(part, rows).encode()
 
     content = with_database(ctx, work)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +12,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ledgerflow.db.queries import Queries
+from ledgerflow.lineage.comparisons import last_comparisons
 from ledgerflow.lineage.flows import prices_flow, transactions_flow
 from ledgerflow.lineage.stages import (
     Window,
@@ -31,7 +31,7 @@ from ledgerflow.reports.pdf import (
 )
 
 QUERIES = Queries.of("ledgerflow.lineage", "reports.sql")
-PARTS = ("stages", "rules", "filtered")
+PARTS = ("stages", "rules", "filtered", "comparisons")
 MAX_FILTERED_ROWS = 10_000  # in a PDF; the CSV of filtered messages takes a limit of its own
 MAX_CSV_ROWS = 1_000_000  # filtered messages in one CSV; a shorter window gives the rest
 
@@ -64,13 +64,16 @@ FILTERED_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class Tables:
-    """A report's content as tables (columns, rows), each one CSV download."""
-
-    stages: list[tuple[Any, ...]]
-    rules: list[tuple[Any, ...]]
-    filtered: list[tuple[Any, ...]]
+COMPARISON_COLUMNS = (
+    "comparison_id",
+    "source",
+    "started_at",
+    "ran_by",
+    "seconds",
+    "explained",
+    "unexplained",
+)
+MAX_COMPARISONS = 200  # the newest runs of the window a report lists
 
 
 async def stage_rows(conn: psycopg.AsyncConnection[Any], window: Window) -> list[tuple[Any, ...]]:
@@ -121,9 +124,47 @@ async def filtered_rows(
     ]
 
 
+async def comparison_rows(
+    conn: psycopg.AsyncConnection[Any], window: Window
+) -> list[tuple[Any, ...]]:
+    """The comparisons run in the window, newest first, with their counts."""
+    runs = await last_comparisons(conn, MAX_COMPARISONS)
+    return [
+        (
+            run.comparison_id,
+            run.source,
+            run.started_at.isoformat(),
+            run.ran_by,
+            round(run.seconds, 3),
+            run.explained,
+            run.unexplained,
+        )
+        for run in runs
+        if window.since <= run.started_at < window.until
+    ]
+
+
+async def part_rows(
+    conn: psycopg.AsyncConnection[Any], window: Window, part: str
+) -> list[tuple[Any, ...]]:
+    """The rows of one part of the report (``PARTS``), every one of them for a CSV."""
+    if part == "stages":
+        return await stage_rows(conn, window)
+    if part == "rules":
+        return await rule_rows(conn, window)
+    if part == "comparisons":
+        return await comparison_rows(conn, window)
+    return await filtered_rows(conn, window, None, MAX_CSV_ROWS)
+
+
 def as_csv(part: str, rows: Sequence[Sequence[Any]]) -> str:
     """One part of the report as CSV text."""
-    columns = {"stages": STAGE_COLUMNS, "rules": RULE_COLUMNS, "filtered": FILTERED_COLUMNS}
+    columns = {
+        "stages": STAGE_COLUMNS,
+        "rules": RULE_COLUMNS,
+        "filtered": FILTERED_COLUMNS,
+        "comparisons": COMPARISON_COLUMNS,
+    }
     return csv_report(columns[part], rows)
 
 
@@ -188,7 +229,15 @@ async def lineage_pdf(
             numeric={"provider_id", "value", "version"},
         )
     )
-    sections += list(extra)
+    sections += [
+        Heading("Comparisons by message id"),
+        Table(
+            COMPARISON_COLUMNS,
+            await comparison_rows(conn, window),
+            numeric={"comparison_id", "seconds", "explained", "unexplained"},
+        ),
+        *extra,
+    ]
     # Laying out pages takes a while (1.2 s for 10,000 rows): off the event loop.
     return await asyncio.to_thread(
         pdf_report,

@@ -192,10 +192,10 @@ async def report(
     since: Since = None,
     until: Until = None,
     format: Annotated[Literal["pdf", "csv"], Query()] = "pdf",
-    part: Annotated[Literal["stages", "rules", "filtered"], Query()] = "stages",
+    part: Annotated[Literal["stages", "rules", "filtered", "comparisons"], Query()] = "stages",
 ) -> Response:
-    """The flow graphs, stage counts, rules and filtered messages of the window as one PDF
-    (``format=pdf``), or one part of it as CSV (``format=csv&part=stages|rules|filtered``)."""
+    """The flow graphs, stage counts, rules, filtered messages and comparisons of the window
+    as one PDF (``format=pdf``), or one part of it as CSV (``format=csv&part=...``)."""
     try:
         window = window_of(period, since, until)
     except WindowError as exc:
@@ -205,12 +205,7 @@ async def report(
         if format == "pdf":
             document = await reports.lineage_pdf(conn, window, state.built_in)
             return _download("lineage", "pdf", document)
-        if part == "stages":
-            rows = await reports.stage_rows(conn, window)
-        elif part == "rules":
-            rows = await reports.rule_rows(conn, window)
-        else:
-            rows = await reports.filtered_rows(conn, window, None, reports.MAX_CSV_ROWS)
+        rows = await reports.part_rows(conn, window, part)
     return _download(f"lineage-{part}", "csv", reports.as_csv(part, rows).encode())
 
 
