@@ -338,7 +338,7 @@ async def test_a_comparison_run_on_demand_names_unexplained_rows_and_announces_t
                 "/lineage/report", params={"format": "csv", "part": "comparisons"}
             )
             runs = list(csv.DictReader(io.StringIO(summary.text)))
-            assert [(r["comparison_id"], r["unexplained"]) for r in runs][0] == (run_id, "1")
+            assert (runs[0]["comparison_id"], runs[0]["unexplained"]) == (run_id, "1")
             pdf = operator.get("/lineage/comparisons", params={"id": run_id, "format": "pdf"})
             text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages)
             assert f"ledgerflow comparison {run_id}" in text and str(foreign) in text
