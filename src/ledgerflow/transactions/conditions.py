@@ -20,6 +20,7 @@ does not match it: the message is not filtered by that rule.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -110,7 +111,12 @@ class _Expr:
     header: bool = False
 
 
-_PARSER = CELParser()
+@functools.cache
+def _parser() -> CELParser:
+    """CEL's grammar, built on first use (150 ms: not at every process's start)."""
+    return CELParser()
+
+
 _COMPARISONS = {
     "relation_lt": "<",
     "relation_le": "<=",
@@ -156,7 +162,7 @@ def compile_condition(text: str) -> Condition:
 
 def _compile(text: str) -> Condition:
     try:
-        tree = _PARSER.parse(text)
+        tree = _parser().parse(text)
     except CELParseError as exc:
         line, column = exc.line or 1, exc.column or 1
         source = text.splitlines()[line - 1] if text.splitlines() else ""
