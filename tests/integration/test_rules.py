@@ -274,3 +274,16 @@ async def test_a_percent_sign_in_a_condition_is_modulo_or_text_never_a_placehold
         "filtered",
         "stored",
     ]
+
+
+async def test_rules_loaded_before_the_first_batch_spare_it_a_second_attempt(
+    seeded: psycopg.AsyncConnection[Any],
+) -> None:
+    conn = seeded
+    big = await rule(conn, "big-values", "value > 900")
+    writer = BatchWriter(conn, "q", "test", await take_term(conn), max_body_bytes=1024)
+    await writer.load_rules()  # as the worker does when it starts to lead
+    result = await writer.write([message(1, "950", 1), message(1, "5", 2)])
+    assert writer.rules.version == big.version_id
+    assert result.batch_id == 1  # no batch id drawn by an attempt rolled back
+    assert (result.stored, result.filtered) == (1, 1)

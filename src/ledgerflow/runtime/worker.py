@@ -192,6 +192,7 @@ class Worker:
             )
             await broker.start(consumer.deliver)
             await prepare_redeliveries(broker, writer)
+            await writer.load_rules()  # so that the first batch needs no second attempt
             feed = await self._price_feed(stack)
             log.info("worker.active", term=term, queue=settings.queue)
 

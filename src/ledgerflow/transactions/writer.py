@@ -137,6 +137,14 @@ class BatchWriter:
         self._redeliveries = RedeliveryMatcher(expected)
         return len(expected)
 
+    async def load_rules(self) -> None:
+        """Load and compile the current rule set (before the first batch, and whenever a
+        batch finds the rules changed)."""
+        self._rules = await load_rule_set(self._conn)
+        await self._conn.commit()
+        self._statement = self._rules.statement().as_bytes(self._conn) if self._rules.rules else b""
+        log.info("ingest.rules_loaded", version=self._rules.version, rules=len(self._rules.rules))
+
     async def has_batches(self) -> bool:
         """Whether any batch of this queue was ever committed."""
         cursor = await self._conn.execute(QUERIES["has_batches"], {"queue": self._queue})
@@ -190,13 +198,7 @@ class BatchWriter:
                 result = await self._write_once(deliveries, prepared, hashes, match.recognised)
                 break
             except RulesChanged:
-                self._rules = await load_rule_set(self._conn)
-                self._statement = (
-                    self._rules.statement().as_bytes(self._conn) if self._rules.rules else b""
-                )
-                log.info(
-                    "ingest.rules_loaded", version=self._rules.version, rules=len(self._rules.rules)
-                )
+                await self.load_rules()
         else:
             result = await self._write_once(deliveries, prepared, hashes, match.recognised)
         self._redeliveries.advance(match)  # only once the batch is committed
