@@ -258,3 +258,17 @@ def test_csv_has_a_header_and_keeps_values_exact() -> None:
     )
 
     assert text == f'id,amount,note\na,{BIG},\nb,-3,"say ""hi"", twice"\n'
+
+
+def test_a_csv_cell_a_spreadsheet_would_run_is_led_by_a_quote_mark() -> None:
+    from decimal import Decimal
+
+    from ledgerflow.reports.pdf import csv_cell
+
+    assert csv_cell('=HYPERLINK("http://x","y")') == '\'=HYPERLINK("http://x","y")'
+    assert csv_cell("@SUM(A1)") == "'@SUM(A1)"
+    assert csv_cell("-12.5") == "-12.5"  # an amount as text stays a number
+    assert csv_cell("+1e3") == "+1e3"
+    assert csv_cell(Decimal("-3")) == "-3"
+    assert csv_cell(None) == ""
+    assert csv_cell("m-1") == "m-1"

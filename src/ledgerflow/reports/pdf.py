@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -313,9 +314,24 @@ def pdf_report(
 
 
 def csv_report(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """CSV text: a header row, then one line per row; None is empty, values go through str."""
+    """CSV text: a header row, then one line per row; None is empty, values go through
+    ``csv_cell``."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
-    writer.writerows([cell_text(value) for value in row] for row in rows)
+    writer.writerows([csv_cell(value) for value in row] for row in rows)
     return out.getvalue()
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def csv_cell(value: object) -> str:
+    """A value as a CSV cell: exact (``str`` of a Decimal), and text that a spreadsheet
+    would run as a formula (``=HYPERLINK(...)`` in a message id or a body) led by a quote
+    mark. Numbers, ``-12.5`` included, are left as they are."""
+    text = cell_text(value)
+    if isinstance(value, str) and text.startswith(_FORMULA) and not _NUMBER.match(text):
+        return "'" + text
+    return text

@@ -26,6 +26,7 @@ from ledgerflow.messaging.rabbitmq import queue_backlog
 from ledgerflow.notifications.notify import notification_log
 from ledgerflow.rates.lanes import BadRequest, lanes_for, parse_rates_query
 from ledgerflow.rates.price_feed import REJECTED_REASON
+from ledgerflow.reports.pdf import csv_cell
 from ledgerflow.transactions.messages import Reason
 from ledgerflow.transactions.publisher import last_publications, stored_balances
 from ledgerflow.transactions.stats import throughput
@@ -104,11 +105,12 @@ async def _within(pending: asyncio.Future[Any], seconds: float) -> Any:
 
 
 def as_csv(name: str, columns: Sequence[str], rows: list[dict[str, Any]]) -> Response:
-    """A table as a CSV download (exact values: amounts stay the strings they are)."""
+    """A table as a CSV download (exact values: amounts stay the strings they are; text a
+    spreadsheet would run as a formula is led by a quote mark)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
-    writer.writerows({c: "" if row[c] is None else row[c] for c in columns} for row in rows)
+    writer.writerows({c: csv_cell(row[c]) for c in columns} for row in rows)
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",
