@@ -33,6 +33,9 @@ LEDGERFLOW_TABLES = {
     "data_sources",  # comparisons by message id (018)
     "comparisons",
     "comparison_items",
+    "loads",  # the load log and the feeds detected from it (019)
+    "load_log",  # a view
+    "feeds",
 }
 
 
@@ -74,9 +77,10 @@ async def test_the_rates_tables_come_only_with_the_rates_domain(empty_db_url: st
             "008_rates",
             "009_rates_index_c_collation",
             "011_rates_schema",
+            "020_feeds_price_batches",
         ]
         applied = await migrate.migrate(conn, ["rates"])
-        assert [m.version for m in applied] == [8, 9, 11]
+        assert [m.version for m in applied] == [8, 9, 11, 20]
         assert await tables(conn, "public") == FIXTURE_TABLES | RATES_TABLES
         assert await tables(conn, "ledgerflow") == LEDGERFLOW_TABLES | {"price_batches"}
         assert await migrate.installed_domains(conn) == {"rates"}

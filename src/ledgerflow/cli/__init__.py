@@ -8,6 +8,7 @@ from ledgerflow.cli import (
     access,
     api,
     database,
+    feeds,
     lineage,
     produce,
     rates,
@@ -46,3 +47,4 @@ main.add_command(lineage.trace_command)
 main.add_command(report.report_command)
 main.add_command(reconcile.reconcile_command)
 main.add_command(reconcile.sources_command)
+main.add_command(feeds.feeds_command)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 import psycopg
 
-from ledgerflow.cli.common import log, prepare, run_or_explain, settings_of
-from ledgerflow.db.connections import connect_sync
+from ledgerflow.cli.common import actor, log, prepare, run_or_explain, settings_of
+from ledgerflow.db.connections import connect, connect_sync
+from ledgerflow.feeds.loads import Load, record_load
 from ledgerflow.rates import dumps, synthetic
 from ledgerflow.rates.cache import RatesCache
 from ledgerflow.settings import Settings
@@ -35,15 +37,27 @@ def load_command(ctx: click.Context, paths: tuple[str, ...], replace: bool) -> N
     def load() -> None:
         prepare(settings, ["rates"])
         blocks = dumps.read(Path(p) for p in paths)
+        started = datetime.now(UTC)
         with connect_sync(settings.database_url) as conn:
             added = dumps.load(conn, blocks, replace=replace)
         log.info("rates.loaded", **added)
+        asyncio.run(record_loads(settings.database_url, added, started))
         asyncio.run(clear_cache(settings))
 
     try:
         run_or_explain(load)
     except dumps.LoadError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+async def record_loads(url: str, added: dict[str, int], started: datetime) -> None:
+    """Each table the load wrote to, in the load log (``rates load`` is a loader too)."""
+    finished = datetime.now(UTC)
+    conn = await connect(url, autocommit=True)
+    async with conn:
+        for table, rows in sorted(added.items()):
+            load = Load("rates load", f"public.{table}", rows, "succeeded", started, finished)
+            await record_load(conn, load, actor())
 
 
 @command.command(name="generate")

@@ -24,6 +24,7 @@ from ledgerflow.auth.access import SESSION_COOKIE, AuthState, auth_error, identi
 from ledgerflow.auth.model import AuthError
 from ledgerflow.core.health import Health
 from ledgerflow.db.connections import keep_search_path_off_our_schema
+from ledgerflow.feeds import routes as feeds_routes
 from ledgerflow.kv.balance_store import RedisBalanceStore
 from ledgerflow.lineage import comparison_routes
 from ledgerflow.lineage import routes as lineage_routes
@@ -69,6 +70,7 @@ class ApiState(TypedDict):
     rules: rule_routes.RulesState
     lineage: lineage_routes.LineageState
     announce: Announcer
+    feeds: feeds_routes.FeedsState
 
 
 @contextlib.asynccontextmanager
@@ -125,6 +127,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[ApiState]:
                 on_unexplained=announcer.comparison_unexplained,
             ),
             "announce": announcer,
+            "feeds": feeds_routes.FeedsState(pool=pool),
         }
     finally:
         await announcer.close()
@@ -201,6 +204,7 @@ def create_app(settings: Settings) -> Any:
     app.include_router(rule_routes.router)
     app.include_router(lineage_routes.router)
     app.include_router(comparison_routes.router)
+    app.include_router(feeds_routes.router)
     app.include_router(live.router)
     app.include_router(probes.router)
     app.add_api_route(

@@ -1,0 +1,1 @@
+"""Feeds: the load log, new feeds detected from it, and (to come) their onboarding."""

@@ -1,0 +1,160 @@
+"""The load log and detection of new feeds, on the real PostgreSQL: ledgerflow's own
+batches and price batches are loads, reported loads are too, and each (source, table)
+pair that loaded successfully becomes one feed, once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner, Result
+from starlette.testclient import TestClient
+
+from ledgerflow.auth import store
+from ledgerflow.cli import main
+from ledgerflow.feeds.loads import Load, LoadError, detect, feeds, record_load
+from ledgerflow.messaging.delivery import Delivery
+from ledgerflow.runtime.api import create_app
+from ledgerflow.settings import load_settings
+from ledgerflow.transactions.writer import BatchWriter
+
+from .conftest import take_term
+
+pytestmark = pytest.mark.integration
+NOW = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+
+
+def load(source: str, table: str, status: str = "succeeded", rows: int = 10) -> Load:
+    return Load(source, table, rows, status, NOW, NOW + timedelta(minutes=4))
+
+
+async def test_each_source_and_table_that_loaded_becomes_one_feed_once(
+    seeded: psycopg.AsyncConnection[Any],
+) -> None:
+    conn = seeded
+    writer = BatchWriter(conn, "incoming", "test", await take_term(conn), max_body_bytes=1024)
+    await writer.write([Delivery(b'{"id": 1, "value": 5}', 1, False, NOW, None)])
+    await conn.execute(
+        "INSERT INTO ledgerflow.price_batches (batch_id, source, row_count) VALUES ('b-1', 'http', 3)"
+    )
+    await record_load(conn, load("murex-eod", "staging.trades"), "token:murex")
+    await record_load(conn, load("murex-eod", "staging.trades"), "token:murex")  # again
+    await record_load(conn, load("broken", "staging.quotes", status="failed"), "token:b")
+    await conn.commit()
+    found = await detect(conn)
+    assert {(f.source, f.table_name, f.state) for f in found} == {
+        ("queue:incoming", "public.historical_transactions", "detected"),
+        ("prices:http", "public.prices", "detected"),
+        ("murex-eod", "staging.trades", "detected"),
+    }  # a failed load is no feed
+    assert await detect(conn) == []  # nothing new the second time
+    await record_load(conn, load("broken", "staging.quotes"), "token:b")  # now it worked
+    assert [(f.source, f.table_name) for f in await detect(conn)] == [("broken", "staging.quotes")]
+    assert len(await feeds(conn)) == 4
+
+
+async def test_detections_running_at_once_make_each_feed_once(
+    seeded: psycopg.AsyncConnection[Any], db_url: str
+) -> None:
+    await record_load(seeded, load("a", "s.t"), "x")
+    await seeded.commit()
+    conns = [await psycopg.AsyncConnection.connect(db_url, autocommit=True) for _ in range(4)]
+    try:
+        results = await asyncio.gather(*(detect(c) for c in conns))
+    finally:
+        for c in conns:
+            await c.close()
+    assert sorted(len(r) for r in results) == [0, 0, 0, 1]
+
+
+def test_a_bad_load_names_its_field() -> None:
+    with pytest.raises(LoadError, match=r"table: schema\.table"):
+        load("a", "trades").check()
+    with pytest.raises(LoadError, match="finished_at"):
+        Load("a", "s.t", 1, "succeeded", NOW, NOW - timedelta(seconds=1)).check()
+
+
+async def test_loaders_report_loads_over_http_with_loads_write(
+    seeded: psycopg.AsyncConnection[Any], db_url: str, redis_url: str
+) -> None:
+    writer = await store.create_token(seeded, "murex", ["loads:write"], "t")
+    reader = await store.create_token(seeded, "reader", ["read"], "t")
+    await seeded.commit()
+    settings = load_settings(database_url=db_url, redis_url=redis_url, rates_cache_url=redis_url)
+    body = {
+        "source": "murex-eod",
+        "table": "staging.trades",
+        "rows": 120,
+        "started_at": "2026-11-30T06:00:00Z",
+        "finished_at": "2026-11-30T06:04:10Z",
+    }
+
+    def call() -> None:
+        with TestClient(create_app(settings)) as client:
+            auth = {"authorization": f"Bearer {writer}"}
+            assert client.post("/loads", json=body).status_code == 401
+            refused = client.post(
+                "/loads", json=body, headers={"authorization": f"Bearer {reader}"}
+            )
+            assert refused.status_code == 403
+            made = client.post("/loads", json=body, headers=auth)
+            assert made.status_code == 201, made.text
+            assert [f["table"] for f in made.json()["new_feeds"]] == ["staging.trades"]
+            again = client.post("/loads", json=body, headers=auth)
+            assert again.json()["new_feeds"] == []
+            bad = client.post("/loads", json={**body, "table": "trades"}, headers=auth)
+            assert bad.status_code == 422 and bad.json()["parameter"] == "table"
+            listed = client.get("/feeds", headers={"authorization": f"Bearer {reader}"}).json()
+            assert [(f["source"], f["state"]) for f in listed] == [("murex-eod", "detected")]
+
+    await asyncio.to_thread(call)
+
+
+async def test_feeds_detect_on_the_command_line_prints_what_it_found(
+    seeded: psycopg.AsyncConnection[Any], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await record_load(seeded, load("calypso", "risk.positions"), "x")
+    await seeded.commit()
+    monkeypatch.setenv("LEDGERFLOW_DATABASE_URL", db_url)
+    runner = CliRunner()
+
+    async def invoke(*args: str) -> Result:  # the command runs its own event loop
+        return await asyncio.to_thread(runner.invoke, main, list(args))
+
+    found = await invoke("feeds", "detect", "--json")
+    assert found.exit_code == 0, found.output
+    assert [f["table"] for f in json.loads(found.stdout)] == ["risk.positions"]
+    assert "no new feed" in (await invoke("feeds", "detect")).stdout
+
+
+async def test_a_rates_load_is_in_the_load_log(
+    empty_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setenv("LEDGERFLOW_DATABASE_URL", empty_db_url)
+    runner = CliRunner()
+
+    async def invoke(*args: str) -> Result:  # the command runs its own event loop
+        return await asyncio.to_thread(runner.invoke, main, list(args))
+
+    made = await invoke("rates", "generate", "--scale", "0.001", "--out", str(tmp_path))
+    assert made.exit_code == 0, made.output
+    files = [str(tmp_path / f"{name}.csv") for name in ("regions", "ports", "prices")]
+    loaded = await invoke("rates", "load", *files)
+    assert loaded.exit_code == 0, loaded.output
+    conn = await psycopg.AsyncConnection.connect(empty_db_url, autocommit=True)
+    try:
+        cursor = await conn.execute(
+            "SELECT source, table_name, row_count > 0 FROM ledgerflow.load_log"
+            " WHERE source = 'rates load' ORDER BY table_name"
+        )
+        assert await cursor.fetchall() == [
+            ("rates load", "public.ports", True),
+            ("rates load", "public.prices", True),
+            ("rates load", "public.regions", True),
+        ]
+    finally:
+        await conn.close()
