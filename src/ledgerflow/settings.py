@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     # Seconds each channel may take before it counts as failed.
     notify_timeout: float = Field(10, gt=0, le=300)
 
+    # Seconds between two detections of new feeds in the load log, by the active worker
+    # (a feed is noticed within this long of its first load; reported loads at once).
+    feeds_detect_interval: float = Field(60, ge=1, le=86_400)
+
     # OpenLineage: where the worker sends a run event for each batch and publication
     # (e.g. Marquez at http://marquez:5000); unset, none is sent. Needs the openlineage extra.
     openlineage_url: str | None = Field(None, pattern=r"^https?://[^\s/]+")

@@ -22,7 +22,7 @@ from ledgerflow.runtime.api import create_app
 from ledgerflow.settings import load_settings
 from ledgerflow.transactions.writer import BatchWriter
 
-from .conftest import take_term
+from .conftest import eventually, take_term
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
@@ -158,3 +158,23 @@ async def test_a_rates_load_is_in_the_load_log(
         ]
     finally:
         await conn.close()
+
+
+async def test_the_active_worker_notices_a_new_queue_feed_within_its_interval(
+    start_worker: Any,
+    publish: Any,
+    queue: str,
+    seeded: psycopg.AsyncConnection[Any],
+) -> None:
+    running = await start_worker(feeds_detect_interval=1)
+    publish(b'{"id": 1, "value": 5}')
+
+    async def detected() -> list[tuple[str, str]]:
+        cursor = await seeded.execute("SELECT source, table_name FROM ledgerflow.feeds")
+        rows = await cursor.fetchall()
+        await seeded.commit()
+        return [(r[0], r[1]) for r in rows]
+
+    found = await eventually(detected, within=15)
+    await running.stop()
+    assert found == [(f"queue:{queue}", "public.historical_transactions")]

@@ -8,15 +8,20 @@ a time detects (an advisory lock), and a feed is unique by its source and table.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
+import structlog
 from psycopg.rows import dict_row
 
+from ledgerflow.db.connections import DatabaseError, connect
 from ledgerflow.db.queries import Queries
+
+log = structlog.get_logger(__name__)
 
 QUERIES = Queries.of("ledgerflow.feeds")
 DETECT_LOCK = 0x6C66_6665_6564  # the advisory lock detection takes, one at a time
@@ -128,3 +133,26 @@ async def feeds(conn: psycopg.AsyncConnection[Any], limit: int = 1000) -> list[F
     async with conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(QUERIES["feeds"], {"limit": limit})
         return [_feed(row) for row in await cursor.fetchall()]
+
+
+async def detect_forever(url: str, every: float) -> None:
+    """Detect every ``every`` seconds, on a connection of its own, until cancelled (the
+    active worker runs it, so exactly one instance does). A database that cannot answer is
+    logged and asked again at the next turn: detection never ends the worker's lead."""
+    conn: psycopg.AsyncConnection[Any] | None = None
+    try:
+        while True:
+            try:
+                if conn is None or conn.closed:
+                    conn = await connect(url, autocommit=True)
+                for feed in await detect(conn):
+                    log.info("feeds.detected", source=feed.source, table=feed.table_name)
+            except (psycopg.Error, DatabaseError) as exc:
+                log.warning("feeds.detect_failed", error=str(exc))
+                if conn is not None:
+                    await conn.close()
+                conn = None
+            await asyncio.sleep(every)
+    finally:
+        if conn is not None:
+            await conn.close()

@@ -19,6 +19,7 @@ from ledgerflow.core.tracing import MessageTracer
 from ledgerflow.core.tracing import configure as configure_tracing
 from ledgerflow.db.connections import DatabaseError, connect
 from ledgerflow.db.migrate import installed_domains
+from ledgerflow.feeds.loads import detect_forever
 from ledgerflow.kv.balance_store import RedisBalanceStore
 from ledgerflow.kv.events import EventSink, KeyDBPublisher
 from ledgerflow.lineage.fanout import Fanout
@@ -202,6 +203,10 @@ class Worker:
                 asyncio.create_task(self._publish_forever(publisher), name="publish"),
                 asyncio.create_task(broker.closed(), name="broker"),
                 asyncio.create_task(self._watch_backlog(broker), name="backlog"),
+                asyncio.create_task(
+                    detect_forever(settings.database_url, settings.feeds_detect_interval),
+                    name="feeds",
+                ),
             }
             if feed is not None:
                 tasks.add(asyncio.create_task(feed.run(), name="prices"))
