@@ -4,6 +4,7 @@ import asyncio
 from typing import Any
 
 import pytest
+import structlog
 from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
@@ -11,7 +12,7 @@ from structlog.testing import capture_logs
 
 from ledgerflow.core.health import Health
 from ledgerflow.runtime.metrics import WorkerMetrics
-from ledgerflow.web import serving
+from ledgerflow.web import middleware, serving
 from ledgerflow.web.probes import probe_app
 
 TRUSTED = ["10.0.0.1", "10.0.0.2"]
@@ -60,7 +61,13 @@ async def test_client_address_believes_forwarded_for_only_from_trusted_proxies(
     assert seen == [client]
 
 
-def test_access_lines_carry_client_method_path_status_bytes_and_agent() -> None:
+def test_access_lines_carry_client_method_path_status_bytes_and_agent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A command run in this process earlier (the CLI tests) configures loggers that cache
+    # themselves on first use, which capture_logs cannot see: a fresh one for this test.
+    structlog.reset_defaults()
+    monkeypatch.setattr(middleware, "log", structlog.get_logger("ledgerflow.http"))
     app = probe_app(Health(role="standby"), WorkerMetrics().registry)
     with capture_logs() as logs, TestClient(behind_proxies(app, ["testclient"])) as client:
         response = client.get(
