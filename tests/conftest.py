@@ -11,12 +11,14 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pika
 import psycopg
 import pytest
 import redis
+import structlog
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -54,6 +56,18 @@ def create_database(template: str | None = None) -> str:
     with _admin() as conn:
         conn.execute(statement)
     return name
+
+
+@pytest.fixture(autouse=True)
+def _loggers_stay_capturable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands run in-process (CliRunner) configure logging; loggers that cached
+    themselves there would be invisible to a later test's capture_logs."""
+    configure = structlog.configure
+
+    def uncached(**settings: Any) -> None:
+        configure(**{**settings, "cache_logger_on_first_use": False})
+
+    monkeypatch.setattr(structlog, "configure", uncached)
 
 
 @pytest.fixture(scope="session", autouse=True)
