@@ -17,6 +17,7 @@ from starlette.testclient import TestClient
 from ledgerflow.auth import store
 from ledgerflow.cli import main
 from ledgerflow.feeds.loads import Load, LoadError, detect, feeds, record_load
+from ledgerflow.feeds.models import register_model
 from ledgerflow.messaging.delivery import Delivery
 from ledgerflow.runtime.api import create_app
 from ledgerflow.settings import load_settings
@@ -178,3 +179,47 @@ async def test_the_active_worker_notices_a_new_queue_feed_within_its_interval(
     found = await eventually(detected, within=15)
     await running.stop()
     assert found == [(f"queue:{queue}", "public.historical_transactions")]
+
+
+async def test_a_model_reading_a_view_reads_the_views_base_tables(
+    conn: psycopg.AsyncConnection[Any], db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    await conn.execute(
+        "CREATE SCHEMA staging; CREATE SCHEMA ref;"
+        " CREATE TABLE staging.trades (id int, book int); CREATE TABLE ref.books (id int);"
+        " CREATE VIEW staging.booked AS SELECT t.id FROM staging.trades t JOIN ref.books b"
+        " ON b.id = t.book;"
+        " CREATE VIEW staging.recent AS SELECT id FROM staging.booked"
+    )
+    await conn.commit()
+    found = await register_model(
+        conn,
+        "surveillance-1",
+        "test",
+        sql="SELECT * FROM staging.recent r JOIN ref.books b ON true",
+    )
+    assert found == {
+        "staging.trades": "staging.recent",  # through two views
+        "ref.books": None,  # read directly too: the direct read wins
+    }
+    await conn.commit()
+    monkeypatch.setenv("LEDGERFLOW_DATABASE_URL", db_url)
+    runner = CliRunner()
+
+    async def invoke(*args: str) -> Result:  # the command runs its own event loop
+        return await asyncio.to_thread(runner.invoke, main, list(args))
+
+    sql = tmp_path / "model.sql"
+    sql.write_text("WITH x AS (SELECT * FROM risk.limits) SELECT * FROM x")
+    added = await invoke("models", "add", "limits-model", "--sql", str(sql))
+    assert added.exit_code == 0, added.output
+    assert added.stdout.strip() == "risk.limits"
+    refused = await invoke(
+        "models", "add", "bad", "--sql", str(tmp_path / "model.sql"), "--table", "a.b"
+    )
+    assert refused.exit_code == 1 and "--sql: give the model's SQL or its tables" in refused.output
+    listed = json.loads((await invoke("models", "list", "--json")).stdout)
+    assert [(m["name"], m["tables"]) for m in listed] == [
+        ("limits-model", ["risk.limits"]),
+        ("surveillance-1", ["ref.books", "staging.trades"]),
+    ]

@@ -36,6 +36,8 @@ LEDGERFLOW_TABLES = {
     "loads",  # the load log and the feeds detected from it (019)
     "load_log",  # a view
     "feeds",
+    "models",  # production models and the tables they read (021)
+    "model_tables",
 }
 
 

@@ -29,3 +29,31 @@ SELECT pg_advisory_xact_lock(%(key)s);
 -- name: feeds
 SELECT id, source, table_name, state, first_load_at, detected_at
 FROM ledgerflow.feeds ORDER BY detected_at DESC, id DESC LIMIT %(limit)s;
+
+-- name: view_definition
+-- The SELECT a view stands for, where the database has such a view.
+SELECT pg_get_viewdef(c.oid, true)
+FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname = %(name)s AND c.relkind IN ('v', 'm');
+
+-- name: insert_model
+INSERT INTO ledgerflow.models (name, sql, registered_by)
+VALUES (%(name)s, %(sql)s, %(by)s)
+ON CONFLICT (name) DO UPDATE
+SET sql = excluded.sql, registered_by = excluded.registered_by, registered_at = now()
+RETURNING id;
+
+-- name: forget_model_tables
+DELETE FROM ledgerflow.model_tables WHERE model_id = %(model_id)s;
+
+-- name: insert_model_tables
+INSERT INTO ledgerflow.model_tables (model_id, table_name, via)
+SELECT %(model_id)s, t, v FROM unnest(%(tables)s::text[], %(vias)s::text[]) AS m(t, v);
+
+-- name: models
+SELECT m.name, m.registered_by, m.registered_at,
+       coalesce(array_agg(t.table_name ORDER BY t.table_name)
+                FILTER (WHERE t.table_name IS NOT NULL), '{}') AS tables
+FROM ledgerflow.models AS m
+LEFT JOIN ledgerflow.model_tables AS t ON t.model_id = m.id
+GROUP BY m.id ORDER BY m.name;
