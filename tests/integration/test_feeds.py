@@ -109,6 +109,11 @@ async def test_loaders_report_loads_over_http_with_loads_write(
             assert again.json()["new_feeds"] == []
             bad = client.post("/loads", json={**body, "table": "trades"}, headers=auth)
             assert bad.status_code == 422 and bad.json()["parameter"] == "table"
+            huge = client.post("/loads", json={**body, "rows": 10**20}, headers=auth)
+            assert huge.status_code == 400 and huge.json()["parameter"] == "rows"
+            naive = {**body, "started_at": "2026-11-30T06:00:00"}
+            unzoned = client.post("/loads", json=naive, headers=auth)
+            assert unzoned.status_code == 422 and unzoned.json()["parameter"] == "started_at"
             listed = client.get("/feeds", headers={"authorization": f"Bearer {reader}"}).json()
             assert [(f["source"], f["state"]) for f in listed] == [("murex-eod", "detected")]
 

@@ -41,7 +41,7 @@ class LoadIn(BaseModel):
 
     source: str = Field(min_length=1, max_length=200, examples=["murex-eod"])
     table: str = Field(min_length=3, max_length=200, examples=["staging.trades"])
-    rows: int = Field(ge=0, examples=[120_000])
+    rows: int = Field(ge=0, le=2**63 - 1, examples=[120_000])
     status: Literal["succeeded", "failed"] = "succeeded"
     started_at: datetime = Field(examples=["2026-11-30T06:00:00Z"])
     finished_at: datetime = Field(examples=["2026-11-30T06:04:10Z"])
