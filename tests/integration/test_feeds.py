@@ -11,11 +11,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from click.testing import CliRunner, Result
 from starlette.testclient import TestClient
 
 from ledgerflow.auth import store
-from ledgerflow.cli import main
 from ledgerflow.feeds.loads import Load, LoadError, detect, feeds, record_load
 from ledgerflow.feeds.models import register_model
 from ledgerflow.messaging.delivery import Delivery
@@ -23,6 +21,7 @@ from ledgerflow.runtime.api import create_app
 from ledgerflow.settings import load_settings
 from ledgerflow.transactions.writer import BatchWriter
 
+from ..cli import run_cli
 from .conftest import eventually, take_term
 
 pytestmark = pytest.mark.integration
@@ -126,30 +125,22 @@ async def test_feeds_detect_on_the_command_line_prints_what_it_found(
     await record_load(seeded, load("calypso", "risk.positions"), "x")
     await seeded.commit()
     monkeypatch.setenv("LEDGERFLOW_DATABASE_URL", db_url)
-    runner = CliRunner()
 
-    async def invoke(*args: str) -> Result:  # the command runs its own event loop
-        return await asyncio.to_thread(runner.invoke, main, list(args))
-
-    found = await invoke("feeds", "detect", "--json")
+    found = await run_cli("feeds", "detect", "--json")
     assert found.exit_code == 0, found.output
     assert [f["table"] for f in json.loads(found.stdout)] == ["risk.positions"]
-    assert "no new feed" in (await invoke("feeds", "detect")).stdout
+    assert "no new feed" in (await run_cli("feeds", "detect")).stdout
 
 
 async def test_a_rates_load_is_in_the_load_log(
     empty_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     monkeypatch.setenv("LEDGERFLOW_DATABASE_URL", empty_db_url)
-    runner = CliRunner()
 
-    async def invoke(*args: str) -> Result:  # the command runs its own event loop
-        return await asyncio.to_thread(runner.invoke, main, list(args))
-
-    made = await invoke("rates", "generate", "--scale", "0.001", "--out", str(tmp_path))
+    made = await run_cli("rates", "generate", "--scale", "0.001", "--out", str(tmp_path))
     assert made.exit_code == 0, made.output
     files = [str(tmp_path / f"{name}.csv") for name in ("regions", "ports", "prices")]
-    loaded = await invoke("rates", "load", *files)
+    loaded = await run_cli("rates", "load", *files)
     assert loaded.exit_code == 0, loaded.output
     conn = await psycopg.AsyncConnection.connect(empty_db_url, autocommit=True)
     try:
@@ -209,21 +200,17 @@ async def test_a_model_reading_a_view_reads_the_views_base_tables(
     }
     await conn.commit()
     monkeypatch.setenv("LEDGERFLOW_DATABASE_URL", db_url)
-    runner = CliRunner()
-
-    async def invoke(*args: str) -> Result:  # the command runs its own event loop
-        return await asyncio.to_thread(runner.invoke, main, list(args))
 
     sql = tmp_path / "model.sql"
     sql.write_text("WITH x AS (SELECT * FROM risk.limits) SELECT * FROM x")
-    added = await invoke("models", "add", "limits-model", "--sql", str(sql))
+    added = await run_cli("models", "add", "limits-model", "--sql", str(sql))
     assert added.exit_code == 0, added.output
     assert added.stdout.strip() == "risk.limits"
-    refused = await invoke(
+    refused = await run_cli(
         "models", "add", "bad", "--sql", str(tmp_path / "model.sql"), "--table", "a.b"
     )
     assert refused.exit_code == 1 and "--sql: give the model's SQL or its tables" in refused.output
-    listed = json.loads((await invoke("models", "list", "--json")).stdout)
+    listed = json.loads((await run_cli("models", "list", "--json")).stdout)
     assert [(m["name"], m["tables"]) for m in listed] == [
         ("limits-model", ["risk.limits"]),
         ("surveillance-1", ["ref.books", "staging.trades"]),

@@ -3,7 +3,6 @@ with the rule version that filtered it; changes take effect at a batch boundary.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
 from datetime import UTC, datetime
@@ -12,15 +11,14 @@ from typing import Any
 
 import psycopg
 import pytest
-from click.testing import CliRunner, Result
 
-from ledgerflow.cli import main
 from ledgerflow.db.connections import connect
 from ledgerflow.messaging.delivery import Delivery
 from ledgerflow.transactions import rules
 from ledgerflow.transactions.rules import RuleError
 from ledgerflow.transactions.writer import BatchWriter
 
+from ..cli import run_cli
 from .conftest import take_term
 
 pytestmark = pytest.mark.integration
@@ -215,23 +213,19 @@ async def test_rules_on_the_command_line(db_url: str, monkeypatch: pytest.Monkey
     # Changes are announced: to a webhook nobody answers, so each attempt is logged failed.
     monkeypatch.setenv("LEDGERFLOW_NOTIFY_WEBHOOK_URLS", "http://127.0.0.1:9/hook")
     monkeypatch.setenv("LEDGERFLOW_NOTIFY_TIMEOUT", "2")
-    runner = CliRunner()
-
-    async def invoke(*args: str) -> Result:  # the command runs its own event loop
-        return await asyncio.to_thread(runner.invoke, main, list(args))
 
     justified = ["--technical", "over the desk limit", "--functional", "reviewed by risk"]
-    added = await invoke("rules", "add", "big-values", "--when", "value > 900", *justified)
+    added = await run_cli("rules", "add", "big-values", "--when", "value > 900", *justified)
     assert added.exit_code == 0, added.output
     assert "rule big-values version 1 added: value > 900" in added.output
-    refused = await invoke("rules", "add", "broken", "--when", "value >> 1", *justified)
+    refused = await run_cli("rules", "add", "broken", "--when", "value >> 1", *justified)
     assert refused.exit_code == 1
     assert "--when: syntax error near '> 1' (line 1, column 8)" in refused.output
-    disabled = await invoke("rules", "disable", "big-values")
+    disabled = await run_cli("rules", "disable", "big-values")
     assert "rule big-values is disabled (version 2)" in disabled.output
-    unknown = await invoke("rules", "disable", "nothing")
+    unknown = await run_cli("rules", "disable", "nothing")
     assert unknown.exit_code == 1 and "no rule named 'nothing'" in unknown.output
-    listed = await invoke("rules", "list", "--json")
+    listed = await run_cli("rules", "list", "--json")
     document = json.loads(listed.stdout)
     assert [(r["name"], r["version"], r["enabled"]) for r in document["rules"]] == [
         ("big-values", 2, False)

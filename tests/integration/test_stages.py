@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import re
@@ -12,10 +11,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from click.testing import CliRunner, Result
 from pypdf import PdfReader
 
-from ledgerflow.cli import main
 from ledgerflow.core.clock import SystemClock
 from ledgerflow.kv.balance_store import RedisBalanceStore
 from ledgerflow.lineage.stages import (
@@ -30,6 +27,7 @@ from ledgerflow.transactions import rules
 from ledgerflow.transactions.publisher import BalancePublisher, PostgresBalanceLedger
 from ledgerflow.transactions.writer import BatchWriter
 
+from ..cli import run_cli
 from .conftest import take_term
 
 pytestmark = pytest.mark.integration
@@ -113,21 +111,17 @@ async def test_the_report_command_writes_the_pdf_and_each_part_as_csv(
     writer = BatchWriter(conn, "q", "test", await take_term(conn), max_body_bytes=1024)
     await writer.write([message(b'{"id": 1, "value": 950}', 1, "x-1"), message(b"{}", 2)])
     monkeypatch.setenv("LEDGERFLOW_DATABASE_URL", db_url)
-    runner = CliRunner()
-
-    async def invoke(*args: str) -> Result:  # the command runs its own event loop
-        return await asyncio.to_thread(runner.invoke, main, list(args))
 
     pdf = tmp_path / "lineage.pdf"
-    written = await invoke("report", "lineage", "--period", "1h", "-o", str(pdf))
+    written = await run_cli("report", "lineage", "--period", "1h", "-o", str(pdf))
     assert written.exit_code == 0, written.output
     text = "\n".join(page.extract_text() for page in PdfReader(pdf).pages)
     assert "ledgerflow lineage report" in text and "filtered: big v1" in text
     assert re.search(r"Page 1 of \d", text)
-    csv_rules = await invoke("report", "rules", "--format", "csv")
+    csv_rules = await run_cli("report", "rules", "--format", "csv")
     [rule] = list(csv.DictReader(io.StringIO(csv_rules.stdout)))
     assert (rule["name"], rule["technical"], rule["filtered"]) == ("big", "over 900", "1")
-    comparisons = await invoke("report", "comparisons", "--format", "csv")
+    comparisons = await run_cli("report", "comparisons", "--format", "csv")
     assert comparisons.stdout.splitlines()[0].startswith("comparison_id,source,started_at")
-    wrong = await invoke("report", "lineage", "--since", "soon")
+    wrong = await run_cli("report", "lineage", "--since", "soon")
     assert wrong.exit_code == 2 and "--since" in wrong.output

@@ -3,16 +3,13 @@ that first published it and the value KeyDB got then."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import pytest
-from click.testing import CliRunner, Result
 
-from ledgerflow.cli import main
 from ledgerflow.core.clock import SystemClock
 from ledgerflow.kv.balance_store import RedisBalanceStore
 from ledgerflow.lineage.trace import trace
@@ -21,6 +18,7 @@ from ledgerflow.transactions import rules
 from ledgerflow.transactions.publisher import BalancePublisher, PostgresBalanceLedger
 from ledgerflow.transactions.writer import BatchWriter
 
+from ..cli import run_cli
 from .conftest import take_term
 
 pytestmark = pytest.mark.integration
@@ -92,17 +90,13 @@ async def test_trace_on_the_command_line_says_json_and_exits_1_for_nothing(
     writer = BatchWriter(conn, "q", "test", await take_term(conn), max_body_bytes=1024)
     await writer.write([message(b'{"id": 2, "value": 1.5}', 1, "abc")])
     monkeypatch.setenv("LEDGERFLOW_DATABASE_URL", db_url)
-    runner = CliRunner()
 
-    async def invoke(*args: str) -> Result:  # the command runs its own event loop
-        return await asyncio.to_thread(runner.invoke, main, list(args))
-
-    found = await invoke("trace", "abc", "--json")
+    found = await run_cli("trace", "abc", "--json")
     assert found.exit_code == 0, found.output
     assert '"outcome": "stored"' in found.output and '"value": "1.5"' in found.output
-    readable = await invoke("trace", "abc")
+    readable = await run_cli("trace", "abc")
     assert "stored" in readable.output and "not published yet" in readable.output
-    missing = await invoke("trace", "zzz")
+    missing = await run_cli("trace", "zzz")
     assert missing.exit_code == 1
     assert "no message has id or body SHA-256 'zzz'" in missing.output
 

@@ -32,6 +32,7 @@ from ledgerflow.lineage.routes import LineageState
 from ledgerflow.lineage.sources import SourceError, list_sources
 from ledgerflow.reports.pdf import Heading, Paragraph, Table, csv_report, pdf_report
 from ledgerflow.web.errors import answers
+from ledgerflow.web.pages import download
 
 router = APIRouter(tags=["lineage"])
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -278,10 +279,4 @@ def comparison_pdf(comparison: Comparison, items: list[Item]) -> bytes:
 
 
 def _download(comparison: Comparison, extension: str, content: bytes) -> Response:
-    media = {"csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}[extension]
-    name = f"comparison-{comparison.comparison_id}.{extension}"
-    return Response(
-        content,
-        media_type=media,
-        headers={"content-disposition": f'attachment; filename="{name}"'},
-    )
+    return download(f"comparison-{comparison.comparison_id}.{extension}", content)

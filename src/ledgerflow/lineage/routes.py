@@ -34,6 +34,7 @@ from ledgerflow.lineage.stages import (
 from ledgerflow.lineage.trace import trace
 from ledgerflow.reports.flow import to_svg
 from ledgerflow.web.errors import answers
+from ledgerflow.web.pages import download
 
 router = APIRouter(tags=["lineage"])
 Period = Literal["1h", "24h", "7d", "30d", "365d"]
@@ -210,13 +211,8 @@ async def report(
 
 
 def _download(name: str, extension: str, content: bytes) -> Response:
-    media = {"csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}[extension]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return Response(
-        content,
-        media_type=media,
-        headers={"content-disposition": f'attachment; filename="{name}-{stamp}.{extension}"'},
-    )
+    return download(f"{name}-{stamp}.{extension}", content)
 
 
 @router.get(

@@ -30,7 +30,7 @@ from ledgerflow.reports.pdf import csv_cell
 from ledgerflow.transactions.messages import Reason
 from ledgerflow.transactions.publisher import last_publications, stored_balances
 from ledgerflow.transactions.stats import throughput
-from ledgerflow.web.pages import when
+from ledgerflow.web.pages import download, when
 
 router = APIRouter(tags=["console"])
 T = TypeVar("T")
@@ -111,11 +111,7 @@ def as_csv(name: str, columns: Sequence[str], rows: list[dict[str, Any]]) -> Res
     writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     writer.writerows({c: csv_cell(row[c]) for c in columns} for row in rows)
-    return Response(
-        out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"content-disposition": f'attachment; filename="{name}.csv"'},
-    )
+    return download(f"{name}.csv", out.getvalue())
 
 
 @router.get(

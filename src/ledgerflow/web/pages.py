@@ -11,7 +11,7 @@ from typing import Any
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
 STATIC_PATH = "/static"
@@ -55,6 +55,19 @@ class Pages:
             request=request, identity=identity, static=STATIC_PATH, **context
         )
         return HTMLResponse(html, status_code=status_code)
+
+
+MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
+
+
+def download(filename: str, content: bytes | str) -> Response:
+    """A file to save (``name.csv`` or ``name.pdf``), not to show in the browser."""
+    extension = filename.rsplit(".", 1)[-1]
+    return Response(
+        content,
+        media_type=MEDIA_TYPES[extension],
+        headers={"content-disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 def static_files() -> StaticFiles:
