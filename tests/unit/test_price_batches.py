@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledgerflow.rates.price_batches import BatchRejected, _check_row, _plain_row, from_csv
+from ledgerflow.rates.price_batches import (
+    BatchRejected,
+    _check_row,
+    _plain_row,
+    from_csv,
+    from_json,
+)
 
 codes = st.one_of(
     st.none(), st.integers(), st.booleans(), st.text(max_size=6), st.sampled_from(["CNGGZ", ""])
@@ -70,3 +76,11 @@ def test_csv_that_the_csv_reader_cannot_read_is_refused_not_a_crash() -> None:
         from_csv("b-1", "\u00db6_\r<j\x10z")  # a lone CR ends a line; no header
     with pytest.raises(BatchRejected, match="the CSV cannot be read"):
         from_csv("b-1", 'orig_code,dest_code,day,price\n"' + "A" * 200_000 + '"\n')
+
+
+def test_a_batch_id_with_a_control_character_is_refused_not_a_crash() -> None:
+    header = "orig_code,dest_code,day,price\nCNGGZ,EETLL,2021-02-01,1200\n"
+    with pytest.raises(BatchRejected, match="batch_id: no control characters"):
+        from_csv("R_\x00x", header)
+    with pytest.raises(BatchRejected, match="batch_id: no control characters"):
+        from_json({"batch_id": "a\x00", "prices": [{}]})

@@ -160,16 +160,24 @@ def from_json(document: Any) -> PriceBatch:
     batch_id = document.get("batch_id")
     if not isinstance(batch_id, str) or not batch_id.strip():
         raise BatchRejected("batch_id: required, a non-empty string")
+    _check_batch_id(batch_id)
     prices = document.get("prices")
     if not isinstance(prices, list) or not prices:
         raise BatchRejected("prices: required, a non-empty list")
     return _validated(batch_id, prices)
 
 
+def _check_batch_id(batch_id: str) -> None:
+    """A batch id is text PostgreSQL stores: no control character (a NUL it refuses)."""
+    if any(ord(c) < 0x20 for c in batch_id):
+        raise BatchRejected("batch_id: no control characters")
+
+
 def from_csv(batch_id: str | None, text: str) -> PriceBatch:
     """A batch from CSV with a header row naming the four fields; rows are numbered from 1."""
     if not batch_id or not batch_id.strip():
         raise BatchRejected("batch_id: required as a query parameter for CSV")
+    _check_batch_id(batch_id)
     # newline="": the csv module reads line ends itself, so a lone CR is one, not an error.
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
