@@ -145,6 +145,8 @@ export function connectLive(topics, handlers, attempt = 0) {
   });
   socket.addEventListener("message", (message) => {
     const event = JSON.parse(message.data);
+    // The snapshot comes once the server listens for this page: from now on nothing is missed.
+    if (event.type === "snapshot") document.documentElement.dataset.live = "ready";
     handlers[event.type]?.(event);
   });
   socket.addEventListener("close", () => {
@@ -168,6 +170,32 @@ function startOverview() {
     batch: (event) => {
       const counter = document.getElementById("live-batches");
       if (counter) counter.textContent = String(Number(counter.textContent || 0) + event.stored);
+    },
+  });
+}
+
+// The feed pages, live: when a feed is detected or takes a step (in any replica), the
+// parts of the page marked data-refresh are fetched again and replaced; forms are not, so
+// nothing typed is lost. The list follows every feed, a feed's page its own.
+
+export async function refreshParts() {
+  const response = await fetch(location.href, { headers: { accept: "text/html" } });
+  if (!response.ok) return;
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  for (const part of document.querySelectorAll("[data-refresh]")) {
+    const fresh = page.getElementById(part.id);
+    if (fresh) part.replaceWith(document.importNode(fresh, true));
+  }
+  addCopyButtons();
+  document.documentElement.dataset.refreshed = String(Number(document.documentElement.dataset.refreshed || 0) + 1);
+}
+
+function startFeedRefresh() {
+  const watched = document.body.dataset.liveFeed;
+  if (!watched) return;
+  connectLive(["feed"], {
+    feed: (event) => {
+      if (watched === "all" || String(event.id) === watched) refreshParts();
     },
   });
 }
@@ -231,6 +259,7 @@ function drawSeriesCharts() {
 document.addEventListener("DOMContentLoaded", () => {
   addCopyButtons();
   startOverview();
+  startFeedRefresh();
   drawRatesChart();
   drawSeriesCharts();
   document.documentElement.dataset.scripts = "ready";

@@ -16,7 +16,16 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ledgerflow.core import ConfigError
-from ledgerflow.notifications.notify import NotifySettings, parse_notify_settings
+from ledgerflow.feeds.letters import Letters
+from ledgerflow.feeds.load_logs import LoadLogMapping, parse_load_log_mapping
+from ledgerflow.notifications.notify import (
+    NotifySettings,
+    SmtpServer,
+    parse_addresses,
+    parse_notify_settings,
+    parse_smtp_url,
+)
+from ledgerflow.notifications.outbox import Retries
 
 __all__ = ["ENV_PREFIX", "ConfigError", "Settings", "load_settings"]
 
@@ -101,6 +110,28 @@ class Settings(BaseSettings):
     # Seconds between two detections of new feeds in the load log, by the active worker
     # (a feed is noticed within this long of its first load; reported loads at once).
     feeds_detect_interval: float = Field(60, ge=1, le=86_400)
+    # Seconds between two reconciliations of the models' tables against the onboarded feeds.
+    feeds_reconcile_interval: float = Field(3600, ge=1, le=7 * 86_400)
+    # Who hears of feeds besides the users of the role with an email address: the
+    # administrators (role operator) and the analysts (role analyst); comma-separated.
+    feeds_admins: str = ""
+    feeds_analysts: str = ""
+    # Another loader's load-log table (or view), read as part of the load log: its
+    # schema.table, its columns (source=...,table=...,status=...,finished_at=..., and
+    # optionally rows=..., started_at=...; schema=...,table_name=... for two columns) and
+    # the status values meaning success. See docs/feeds.md.
+    feeds_load_log_table: str | None = None
+    feeds_load_log_columns: str = ""
+    feeds_load_log_succeeded: str = ""
+    # The mail server of the feed workflow (docs/feeds.md); unset, LEDGERFLOW_NOTIFY_SMTP_URL.
+    smtp_url: str | None = None
+    # A workflow mail the server refused is tried again after this many seconds, then twice
+    # as long each time (at most an hour), this many times in all.
+    mail_retry_seconds: float = Field(30, gt=0, le=3600)
+    mail_attempts: int = Field(10, ge=1, le=100)
+    # The console's address as people reach it, for the links in mails; unset, this
+    # machine's: http(s)://127.0.0.1:<LEDGERFLOW_HTTP_PORT>.
+    console_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
 
     # OpenLineage: where the worker sends a run event for each batch and publication
     # (e.g. Marquez at http://marquez:5000); unset, none is sent. Needs the openlineage extra.
@@ -155,6 +186,16 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from None
         return self
 
+    @model_validator(mode="after")
+    def _mail(self) -> Settings:
+        try:
+            self.mail_server()
+            self.feed_letters()
+            self.feeds_load_log()
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
     @field_validator("publish_interval")
     @classmethod
     def _interval_divides_hour(cls, value: int) -> int:
@@ -186,6 +227,31 @@ class Settings(BaseSettings):
             timeout=self.notify_timeout,
             prefix=f"{ENV_PREFIX}NOTIFY_",
         )
+
+    def mail_server(self) -> SmtpServer | None:
+        """The SMTP server of the feed workflow's mail (None: mail waits in the outbox)."""
+        if self.smtp_url and self.smtp_url.strip():
+            return parse_smtp_url(self.smtp_url, f"{ENV_PREFIX}SMTP_URL")
+        return self.notify_settings().smtp
+
+    def feed_letters(self) -> Letters:
+        """What the feed workflow's mails need: the console's address and who else to tell."""
+        scheme = "https" if self.tls_certfile else "http"
+        return Letters(
+            self.console_url or f"{scheme}://127.0.0.1:{self.http_port}",
+            parse_addresses(self.feeds_admins, f"{ENV_PREFIX}FEEDS_ADMINS"),
+            parse_addresses(self.feeds_analysts, f"{ENV_PREFIX}FEEDS_ANALYSTS"),
+        )
+
+    def feeds_load_log(self) -> LoadLogMapping | None:
+        """The mapping of another loader's load-log table, or None."""
+        return parse_load_log_mapping(
+            self.feeds_load_log_table, self.feeds_load_log_columns, self.feeds_load_log_succeeded
+        )
+
+    def mail_retries(self) -> Retries:
+        """How the outbox retries a mail the server did not take."""
+        return Retries(self.mail_attempts, self.mail_retry_seconds)
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

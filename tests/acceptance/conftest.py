@@ -21,12 +21,15 @@ pytestmark = pytest.mark.acceptance
 class Process:
     """A ``ledgerflow`` child process whose output goes to a log file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
+    ) -> None:
         self.log = log
         self._out = log.open("wb")
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "ledgerflow", *args],
             env=env,
+            cwd=cwd,
             stdout=self._out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -78,8 +81,10 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Process]]:
     """Start ``ledgerflow`` processes; any left running are killed at the end."""
     started: list[Process] = []
 
-    def start(args: list[str], env: dict[str, str], name: str | None = None) -> Process:
-        process = Process(args, env, tmp_path / f"{name or args[0]}-{len(started)}.log")
+    def start(
+        args: list[str], env: dict[str, str], name: str | None = None, cwd: Path | None = None
+    ) -> Process:
+        process = Process(args, env, tmp_path / f"{name or args[0]}-{len(started)}.log", cwd)
         started.append(process)
         return process
 

@@ -8,51 +8,20 @@ where it can: scripts/dev-env.sh browser)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 from playwright.sync_api import expect
 
 from ..conftest import free_port
+from .browser import PASSWORD, add_user, answers, browser, needs_chromium
 from .conftest import Process, eventually, query
 
-PASSWORD = "correct horse battery"
-CHROMIUM = os.environ.get("LEDGERFLOW_TEST_CHROMIUM") or shutil.which("chromium")
-ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM, reason="no Chromium here (Debian/Ubuntu: apt-get install chromium)"
-)
-
-
-def add_user(env: dict[str, str], name: str, role: str) -> None:
-    """`ledgerflow users add`, the password on standard input as an operator would give it."""
-    made = subprocess.run(
-        [sys.executable, "-m", "ledgerflow", "users", "add", name, "--role", role],
-        input=PASSWORD + "\n",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert made.returncode == 0, made.stderr
+pytestmark = needs_chromium
+__all__ = ["browser"]  # a fixture
 
 
 def outward_address() -> str | None:
@@ -88,25 +57,8 @@ def stack(
     spawn(["worker"], env)
     spawn(["api"], env)
     base = f"http://127.0.0.1:{port}"
-    eventually(lambda: _answers(f"{base}/healthz"), 20, "the API to listen")
+    eventually(lambda: answers(f"{base}/healthz"), 20, "the API to listen")
     yield {"base": base, "port": port, "publish": publish, "db_url": db_url}
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx2.get(url, timeout=2).status_code == 200
-    except httpx2.TransportError:
-        return False
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright  # only where a browser can run
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield launched
-        launched.close()
 
 
 def sign_in(page: Any, base: str, name: str) -> None:

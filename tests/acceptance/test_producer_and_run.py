@@ -3,6 +3,7 @@
 import json
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -69,13 +70,20 @@ def test_run_brings_up_the_example_and_stops_cleanly(
     redis_url: str,
     make_env: Callable[..., dict[str, str]],
     spawn: Callable[..., Process],
+    queue: str,
+    tmp_path: Path,
 ) -> None:
     http_port = free_port()
     run = spawn(
         ["run"],
         make_env(
-            empty_db_url, publish_interval="1", http_port=str(http_port), http_host="127.0.0.1"
+            empty_db_url,
+            publish_interval="1",
+            http_port=str(http_port),
+            http_host="127.0.0.1",
+            feeds_detect_interval="1",
         ),
+        cwd=tmp_path,
     )
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     eventually(lambda: "ledgerflow is running" in run.output(), 30, "migrations and seeding")
@@ -103,6 +111,13 @@ def test_run_brings_up_the_example_and_stops_cleanly(
     answer = eventually(lambda: _get_json(url), 20, "the API to answer")
     assert [entry["day"] for entry in answer["rates"]] == [f"2021-01-0{d}" for d in range(7, 0, -1)]
     assert all(entry["count"] for entry in answer["rates"])
+    # The example queue is a new feed: its administrators' mail is kept where it says.
+    assert ".ledgerflow/mail/" in run.output()
+    mails = tmp_path / ".ledgerflow" / "mail"
+    kept = eventually(lambda: sorted(mails.glob("*-feed-detected.txt")), 30, "the feed's mail")
+    text = kept[0].read_text()
+    assert f"new feed queue:{queue}" in text and "dba@example.test" in text
+    assert f"http://127.0.0.1:{http_port}/onboarding/" in text
     run.signal(signal.SIGINT)
     assert run.wait(20) == 0, run.output()
 

@@ -14,6 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from ledgerflow.auth import store
+from ledgerflow.feeds.letters import Letters
 from ledgerflow.feeds.loads import Load, LoadError, detect, feeds, record_load
 from ledgerflow.feeds.models import register_model
 from ledgerflow.messaging.delivery import Delivery
@@ -26,6 +27,7 @@ from .conftest import eventually, take_term
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+LETTERS = Letters("http://console.test")
 
 
 def load(source: str, table: str, status: str = "succeeded", rows: int = 10) -> Load:
@@ -45,16 +47,90 @@ async def test_each_source_and_table_that_loaded_becomes_one_feed_once(
     await record_load(conn, load("murex-eod", "staging.trades"), "token:murex")  # again
     await record_load(conn, load("broken", "staging.quotes", status="failed"), "token:b")
     await conn.commit()
-    found = await detect(conn)
+    found = await detect(conn, LETTERS)
     assert {(f.source, f.table_name, f.state) for f in found} == {
         ("queue:incoming", "public.historical_transactions", "detected"),
         ("prices:http", "public.prices", "detected"),
         ("murex-eod", "staging.trades", "detected"),
     }  # a failed load is no feed
-    assert await detect(conn) == []  # nothing new the second time
+    assert await detect(conn, LETTERS) == []  # nothing new the second time
     await record_load(conn, load("broken", "staging.quotes"), "token:b")  # now it worked
-    assert [(f.source, f.table_name) for f in await detect(conn)] == [("broken", "staging.quotes")]
+    assert [(f.source, f.table_name) for f in await detect(conn, LETTERS)] == [
+        ("broken", "staging.quotes")
+    ]
     assert len(await feeds(conn)) == 4
+
+
+async def test_a_queue_of_many_batches_is_one_feed_dated_by_its_earliest_batch(
+    conn: psycopg.AsyncConnection[Any],
+) -> None:
+    # 3,000 batches of 'busy', committed a minute apart but written out of order: the
+    # earliest is neither the first by id nor the last; a few of 'quiet'.
+    await conn.execute(
+        "INSERT INTO ledgerflow.batches (queue, leader_term, instance, message_count,"
+        " stored_count, rejected_count, duplicate_count, committed_at)"
+        " SELECT q, 1, 't', 1, 1, 0, 0, %(now)s - make_interval(mins => (g * 7) %% 3000)"
+        " FROM generate_series(1, 3000) AS g"
+        " CROSS JOIN LATERAL (SELECT CASE WHEN g %% 1000 = 0 THEN 'quiet' ELSE 'busy' END) AS s(q)",
+        {"now": NOW},
+    )
+    cursor = await conn.execute(
+        "SELECT queue, min(committed_at), min(id) FROM ledgerflow.batches GROUP BY 1 ORDER BY 1"
+    )
+    (busy, busy_first, busy_first_id), (quiet, quiet_first, _) = await cursor.fetchall()
+    cursor = await conn.execute(
+        "SELECT committed_at FROM ledgerflow.batches WHERE id = %s", (busy_first_id,)
+    )
+    assert (await cursor.fetchone()) != (busy_first,)  # the first by id is not the earliest
+    await conn.commit()
+    found = await detect(conn, LETTERS)
+    assert [(f.source, f.table_name, f.first_load_at) for f in found] == [
+        ("queue:busy", "public.historical_transactions", busy_first),
+        ("queue:quiet", "public.historical_transactions", quiet_first),
+    ]  # in the order of their first loads
+    assert busy_first == NOW - timedelta(minutes=2999) and busy == "busy" and quiet == "quiet"
+    await conn.execute(
+        "INSERT INTO ledgerflow.batches (queue, leader_term, instance, message_count,"
+        " stored_count, rejected_count, duplicate_count, committed_at)"
+        " VALUES ('busy', 1, 't', 1, 1, 0, 0, %s)",
+        (NOW - timedelta(days=30),),
+    )
+    await conn.commit()
+    assert await detect(conn, LETTERS) == []  # a feed once, whatever comes after
+    cursor = await conn.execute(
+        "SELECT count(*) FROM ledgerflow.feed_events WHERE from_state IS NULL"
+    )
+    assert await cursor.fetchone() == (2,)  # one trail each
+
+
+async def test_a_pair_is_dated_by_its_first_successful_load_wherever_it_was_logged(
+    conn: psycopg.AsyncConnection[Any],
+) -> None:
+    at = {n: NOW + timedelta(hours=n) for n in range(4)}
+    await conn.execute(
+        "INSERT INTO ledgerflow.batches (queue, leader_term, instance, message_count,"
+        " stored_count, rejected_count, duplicate_count, committed_at)"
+        " VALUES ('incoming', 1, 't', 1, 1, 0, 0, %s)",
+        (at[2],),
+    )
+    tries = [
+        ("broken", "s.t", "failed", at[0]),  # only ever failed: no feed
+        ("broken", "s.t", "failed", at[3]),
+        ("flaky", "s.t", "failed", at[0]),  # failed first, then worked: dated by the success
+        ("flaky", "s.t", "succeeded", at[3]),
+        ("flaky", "s.t", "succeeded", at[1]),
+        # A loader reporting into ledgerflow's own pair, before its first batch.
+        ("queue:incoming", "public.historical_transactions", "succeeded", at[1]),
+    ]
+    for source, table, status, finished in tries:
+        await record_load(conn, Load(source, table, 1, status, finished, finished), "t")
+    await conn.commit()
+    found = await detect(conn, LETTERS)
+    assert sorted((f.source, f.first_load_at) for f in found) == [
+        ("flaky", at[1]),
+        ("queue:incoming", at[1]),
+    ]
+    assert await detect(conn, LETTERS) == []
 
 
 async def test_detections_running_at_once_make_each_feed_once(
@@ -64,7 +140,7 @@ async def test_detections_running_at_once_make_each_feed_once(
     await seeded.commit()
     conns = [await psycopg.AsyncConnection.connect(db_url, autocommit=True) for _ in range(4)]
     try:
-        results = await asyncio.gather(*(detect(c) for c in conns))
+        results = await asyncio.gather(*(detect(c, LETTERS) for c in conns))
     finally:
         for c in conns:
             await c.close()

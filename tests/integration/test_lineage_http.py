@@ -8,7 +8,6 @@ import asyncio
 import csv
 import io
 import json
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -28,11 +27,10 @@ from ledgerflow.runtime.api import create_app
 from ledgerflow.settings import load_settings
 from ledgerflow.transactions.writer import BatchWriter
 
+from ..web import PASSWORD, csrf_of, signed_in
 from .conftest import take_term
 
 pytestmark = pytest.mark.integration
-
-PASSWORD = "correct horse battery"
 
 
 class Hooks:
@@ -80,28 +78,12 @@ async def people(seeded: psycopg.AsyncConnection[Any]) -> dict[str, str]:
     }
 
 
-def signed_in(app: Any, name: str) -> TestClient:
-    client = TestClient(app)
-    client.__enter__()
-    form = client.get("/signin").text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form)
-    assert token
-    client.post("/signin", data={"name": name, "password": PASSWORD, "csrf_token": token[1]})
-    return client
-
-
 def wait_for(check: Any, within: float, what: str) -> None:
     """Wait (in a synchronous test) until ``check()`` is true."""
     deadline = time.monotonic() + within
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert found
-    return found[1]
 
 
 @pytest.fixture

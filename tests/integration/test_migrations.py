@@ -1,3 +1,4 @@
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -38,6 +39,11 @@ LEDGERFLOW_TABLES = {
     "feeds",
     "models",  # production models and the tables they read (021)
     "model_tables",
+    "feed_events",  # onboarding: the trail, the outbox, reconciliation (022)
+    "outbox",
+    "feed_findings",
+    "reconciliations",
+    "load_pairs",  # a view: the distinct pairs detection reads (023)
 }
 
 
@@ -56,6 +62,24 @@ async def routines(conn: psycopg.AsyncConnection[Any], schema: str) -> set[str]:
     return {row[0] for row in await cursor.fetchall()}
 
 
+async def add_batch(conn: psycopg.AsyncConnection[Any]) -> None:
+    """A batch of queue q, committed at 05:00 UTC."""
+    await conn.execute(
+        "INSERT INTO ledgerflow.batches (queue, leader_term, instance, message_count,"
+        " stored_count, rejected_count, duplicate_count, committed_at)"
+        " VALUES ('q', 1, 'i', 1, 1, 0, 0, '2026-11-30T05:00:00Z')"
+    )
+
+
+async def load_pairs(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:
+    """ledgerflow.load_pairs, each pair with its first successful load."""
+    cursor = await conn.execute(
+        "SELECT source, table_name, ledgerflow.first_load_at(source, table_name)"
+        " FROM ledgerflow.load_pairs ORDER BY source"
+    )
+    return await cursor.fetchall()
+
+
 async def test_migrate_creates_the_original_and_ledgerflow_tables(empty_db_url: str) -> None:
     conn = await connections.connect(empty_db_url)
     async with conn:
@@ -69,6 +93,19 @@ async def test_migrate_creates_the_original_and_ledgerflow_tables(empty_db_url: 
         assert await migrate.migrate(conn) == []
         assert await migrate.pending_migrations(conn) == []
         assert await migrate.installed_domains(conn) == set()
+        # Without the rates domain, the pairs and their first loads are the queues' and
+        # the reported loads'.
+        await add_batch(conn)
+        await conn.execute(
+            "INSERT INTO ledgerflow.loads (source, table_name, row_count, status, started_at,"
+            " finished_at, reported_by) VALUES ('murex', 's.t', 1, 'succeeded', %(at)s, %(at)s,"
+            " 't'), ('broken', 's.t', 0, 'failed', %(at)s, %(at)s, 't')",
+            {"at": datetime(2026, 11, 30, 7, tzinfo=UTC)},
+        )
+        assert await load_pairs(conn) == [
+            ("murex", "s.t", datetime(2026, 11, 30, 7, tzinfo=UTC)),
+            ("queue:q", "public.historical_transactions", datetime(2026, 11, 30, 5, tzinfo=UTC)),
+        ]
 
 
 async def test_the_rates_tables_come_only_with_the_rates_domain(empty_db_url: str) -> None:
@@ -80,14 +117,25 @@ async def test_the_rates_tables_come_only_with_the_rates_domain(empty_db_url: st
             "009_rates_index_c_collation",
             "011_rates_schema",
             "020_feeds_price_batches",
+            "024_load_pairs_price_batches",
         ]
         applied = await migrate.migrate(conn, ["rates"])
-        assert [m.version for m in applied] == [8, 9, 11, 20]
+        assert [m.version for m in applied] == [8, 9, 11, 20, 24]
         assert await tables(conn, "public") == FIXTURE_TABLES | RATES_TABLES
         assert await tables(conn, "ledgerflow") == LEDGERFLOW_TABLES | {"price_batches"}
         assert await migrate.installed_domains(conn) == {"rates"}
         # Once installed, a domain stays: a plain migrate keeps it, nothing is pending.
         assert await migrate.pending_migrations(conn) == []
+        # The price batches' sources are loads now (024), beside the queues (023).
+        await add_batch(conn)
+        await conn.execute(
+            "INSERT INTO ledgerflow.price_batches (batch_id, source, row_count, committed_at)"
+            " VALUES ('b-1', 'http', 3, '2026-11-30T06:00:00Z')"
+        )
+        assert await load_pairs(conn) == [
+            ("prices:http", "public.prices", datetime(2026, 11, 30, 6, tzinfo=UTC)),
+            ("queue:q", "public.historical_transactions", datetime(2026, 11, 30, 5, tzinfo=UTC)),
+        ]
 
 
 async def test_an_unknown_domain_is_refused() -> None:

@@ -5,8 +5,6 @@ raised."""
 from __future__ import annotations
 
 import base64
-import email
-import email.policy
 import json
 import threading
 import time
@@ -20,8 +18,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from psycopg_pool import AsyncConnectionPool
 from structlog.testing import capture_logs
 
@@ -37,74 +33,15 @@ from ledgerflow.notifications.notify import (
 )
 
 from ..conftest import free_port
+from ..smtp import PASSWORD, USER, SmtpServer, start_smtp
 
 pytestmark = pytest.mark.integration
 
 RECIPIENTS = "Treasury <treasury@example.com>, compliance@example.com"
-USER, PASSWORD = "alerts@example.com", "p@ss:w/rd%"
 # aiosmtpd warns when it requires AUTH without TLS; here the test is both ends of the line.
 AUTH_WITHOUT_TLS = pytest.mark.filterwarnings(
     "ignore:Requiring AUTH while not requiring TLS:UserWarning"
 )
-
-
-# An SMTP server.
-
-
-@dataclass
-class Inbox:
-    """What the SMTP server received, and who signed in."""
-
-    envelopes: list[Envelope] = field(default_factory=list)
-    sign_ins: list[tuple[str, str, str]] = field(default_factory=list)
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-    def text(self, index: int = 0) -> str:
-        """The message's text, with the line ends of the wire (CRLF) read as newlines."""
-        content = self.message(index).get_content()
-        assert isinstance(content, str)
-        return content.replace("\r\n", "\n")
-
-    def message(self, index: int = 0) -> EmailMessage:
-        raw = self.envelopes[index].original_content
-        assert isinstance(raw, bytes)
-        parsed = email.message_from_bytes(raw, policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        return parsed
-
-    def authenticate(
-        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
-    ) -> AuthResult:
-        assert isinstance(data, LoginPassword)
-        login, password = data.login.decode(), data.password.decode()
-        self.sign_ins.append((mechanism, login, password))
-        # handled=False: aiosmtpd answers the client (535 on failure) itself.
-        return AuthResult(success=(login, password) == (USER, PASSWORD), handled=False)
-
-
-@dataclass
-class SmtpServer:
-    inbox: Inbox
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
-
-
-def start_smtp(**options: Any) -> tuple[Controller, SmtpServer]:
-    inbox = Inbox()
-    port = free_port()
-    if options.pop("with_auth", False):
-        options.update(authenticator=inbox.authenticate, auth_required=True, auth_require_tls=False)
-    controller = Controller(
-        inbox, hostname="127.0.0.1", port=port, server_hostname="localhost", **options
-    )
-    controller.start()
-    return controller, SmtpServer(inbox, port)
 
 
 @pytest.fixture

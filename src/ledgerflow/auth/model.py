@@ -17,14 +17,35 @@ class Role(StrEnum):
 
 # Every scope a token or a role can hold. ``read`` covers every read endpoint and the
 # live feed; each write has its own scope.
+# Feeds: the administrators describe (feeds:describe), the analysts review
+# (feeds:review), both investigate what reconciliation finds (feeds:reconcile).
 SCOPES = frozenset(
-    {"read", "prices:write", "rules:write", "loads:write", "users:write", "comparisons:run"}
+    {
+        "read",
+        "prices:write",
+        "rules:write",
+        "loads:write",
+        "users:write",
+        "comparisons:run",
+        "feeds:describe",
+        "feeds:review",
+        "feeds:reconcile",
+    }
 )
 
 ROLE_SCOPES: dict[Role, frozenset[str]] = {
     Role.ADMIN: SCOPES,
-    Role.OPERATOR: frozenset({"read", "prices:write", "loads:write", "comparisons:run"}),
-    Role.ANALYST: frozenset({"read"}),
+    Role.OPERATOR: frozenset(
+        {
+            "read",
+            "prices:write",
+            "loads:write",
+            "comparisons:run",
+            "feeds:describe",
+            "feeds:reconcile",
+        }
+    ),
+    Role.ANALYST: frozenset({"read", "feeds:review", "feeds:reconcile"}),
     Role.VIEWER: frozenset({"read"}),
 }
 

@@ -10,6 +10,7 @@ from ledgerflow.cli import (
     database,
     feeds,
     lineage,
+    mailbox,
     produce,
     rates,
     reconcile,
@@ -38,7 +39,7 @@ def main(ctx: click.Context) -> None:
     ctx.obj = settings
 
 
-for module in (database, worker, produce, api, rates, status, run):
+for module in (database, worker, produce, api, rates, status, run, mailbox):
     main.add_command(module.command)
 main.add_command(access.users_command)
 main.add_command(access.tokens_command)

@@ -1,25 +1,33 @@
 """The load log and detection: every successful load is a row of ``ledgerflow.load_log``
 (ledgerflow's own batches and price batches, and the loads other loaders report), and a
-(source, table) pair that loaded successfully and has no feed yet becomes a feed.
+(source, table) pair that loaded successfully and has no feed yet becomes a feed. Another
+loader's own load-log table, mapped by configuration (``ledgerflow.feeds.load_logs``),
+is read by detection too.
 
 Detection is idempotent and safe to run from several places at once: one transaction at
-a time detects (an advisory lock), and a feed is unique by its source and table.
+a time detects (an advisory lock), and a feed is unique by its source and table. Its cost
+follows the number of (source, table) pairs, not of loads (``ledgerflow.load_pairs``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 import structlog
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from ledgerflow.db.connections import DatabaseError, connect
 from ledgerflow.db.queries import Queries
+from ledgerflow.feeds.letters import Letters
+from ledgerflow.feeds.load_logs import LoadLogMapping, fetch_reading, load_pairs_query
+from ledgerflow.feeds.workflow import record_detection
 
 log = structlog.get_logger(__name__)
 
@@ -118,14 +126,30 @@ async def record_load(conn: psycopg.AsyncConnection[Any], load: Load, reported_b
     return int(row[0])
 
 
-async def detect(conn: psycopg.AsyncConnection[Any]) -> list[Feed]:
-    """Make a feed of every (source, table) pair that loaded successfully and has none;
-    return the new ones."""
+def detect_query(external: LoadLogMapping | None = None) -> sql.Composed:
+    """The statement detection runs, reading the ``external`` load log too when given."""
+    return sql.SQL(QUERIES["detect"]).format(mapped=load_pairs_query(external))
+
+
+async def detect(
+    conn: psycopg.AsyncConnection[Any],
+    letters: Letters,
+    *,
+    external: LoadLogMapping | None = None,
+) -> list[Feed]:
+    """Make a feed of every (source, table) pair that loaded successfully and has none,
+    in ledgerflow's load log and in the ``external`` one when given; return the new ones.
+    Each new feed's trail starts, and its mail to the administrators is written, in the
+    same transaction. An external log that cannot be read (no such table or column, no
+    right to read it) is logged, and the rest detected all the same."""
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(QUERIES["detect_lock"], {"key": DETECT_LOCK})
-        await cursor.execute(QUERIES["detect"])
-        found = [_feed(row) for row in await cursor.fetchall()]
-    return sorted(found, key=lambda f: (f.first_load_at, f.source, f.table_name))
+        rows = await fetch_reading(cursor, detect_query, external)
+        found = [_feed(row) for row in rows]
+        found.sort(key=lambda f: (f.first_load_at, f.source, f.table_name))
+        for new in found:
+            await record_detection(conn, new.feed_id, new.source, new.table_name, letters)
+    return found
 
 
 async def feeds(conn: psycopg.AsyncConnection[Any], limit: int = 1000) -> list[Feed]:
@@ -135,18 +159,30 @@ async def feeds(conn: psycopg.AsyncConnection[Any], limit: int = 1000) -> list[F
         return [_feed(row) for row in await cursor.fetchall()]
 
 
-async def detect_forever(url: str, every: float) -> None:
+async def detect_forever(
+    url: str,
+    every: float,
+    letters: Letters,
+    on_new: Callable[[list[Feed]], None] = lambda found: None,
+    *,
+    external: LoadLogMapping | None = None,
+) -> None:
     """Detect every ``every`` seconds, on a connection of its own, until cancelled (the
-    active worker runs it, so exactly one instance does). A database that cannot answer is
-    logged and asked again at the next turn: detection never ends the worker's lead."""
+    active worker runs it, so exactly one instance does), reading the ``external`` load
+    log too when given; ``on_new`` is given the feeds a detection found, if any. A
+    database that cannot answer is logged and asked again at the next turn: detection
+    never ends the worker's lead."""
     conn: psycopg.AsyncConnection[Any] | None = None
     try:
         while True:
             try:
                 if conn is None or conn.closed:
                     conn = await connect(url, autocommit=True)
-                for feed in await detect(conn):
+                found = await detect(conn, letters, external=external)
+                for feed in found:
                     log.info("feeds.detected", source=feed.source, table=feed.table_name)
+                if found:
+                    on_new(found)  # their mails are in the outbox
             except (psycopg.Error, DatabaseError) as exc:
                 log.warning("feeds.detect_failed", error=str(exc))
                 if conn is not None:

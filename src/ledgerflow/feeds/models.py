@@ -21,6 +21,7 @@ from ledgerflow.db.queries import Queries
 QUERIES = Queries.of("ledgerflow.feeds")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DEFAULT_SCHEMA = "public"
+TABLE = re.compile(r"^([A-Za-z_][A-Za-z0-9_$]{0,62}\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 MAX_VIEW_DEPTH = 16  # views of views of views: deeper than any schema people keep
 
 
@@ -111,8 +112,13 @@ async def register_model(
     if (sql is None) == (tables is None):
         raise ModelError("sql", "give the model's SQL or its tables, one of the two")
     if sql is not None:
+        if "\x00" in sql:
+            raise ModelError("sql", "holds a NUL character")
         read = tables_in(sql)
     else:
+        for table in tables or []:
+            if not TABLE.match(table):
+                raise ModelError("tables", f"{table[:80]!r} is not schema.table (or table)")
         read = {t if "." in t else f"{DEFAULT_SCHEMA}.{t}" for t in tables or []}
         if not read:
             raise ModelError("tables", "at least one table")

@@ -9,17 +9,28 @@ RETURNING id, reported_at;
 
 -- name: detect
 -- Every (source, table) pair with a successful load and no feed yet becomes a feed,
--- dated by its first successful load. One transaction at a time detects (the advisory
--- lock below), so two instances never race; the unique key settles the rest.
+-- dated by its first successful load. The pairs are ledgerflow.load_pairs (as many index
+-- descents as there are pairs, however long the history) and those of another loader's
+-- mapped load log, if any (``mapped``: no rows without one); the date is looked up, by
+-- index, only for the pairs that are new. One transaction at a time detects (the
+-- advisory lock below), so two instances never race; the unique key settles the rest.
+WITH mapped AS (
+    {mapped}
+),
+pairs AS (
+    SELECT p.source, p.table_name FROM ledgerflow.load_pairs AS p
+    UNION
+    SELECT m.source, m.table_name FROM mapped AS m
+)
 INSERT INTO ledgerflow.feeds (source, table_name, first_load_at)
-SELECT source, table_name, min(finished_at)
-FROM ledgerflow.load_log AS l
-WHERE status = 'succeeded'
-  AND NOT EXISTS (
-      SELECT 1 FROM ledgerflow.feeds AS f
-      WHERE f.source = l.source AND f.table_name = l.table_name
-  )
-GROUP BY source, table_name
+SELECT n.source, n.table_name,
+       least(ledgerflow.first_load_at(n.source, n.table_name), m.first_load_at)
+FROM pairs AS n
+LEFT JOIN mapped AS m ON m.source = n.source AND m.table_name = n.table_name
+WHERE NOT EXISTS (
+    SELECT 1 FROM ledgerflow.feeds AS f
+    WHERE f.source = n.source AND f.table_name = n.table_name
+)
 ON CONFLICT (source, table_name) DO NOTHING
 RETURNING id, source, table_name, state, first_load_at, detected_at;
 

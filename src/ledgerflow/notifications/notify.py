@@ -57,9 +57,13 @@ __all__ = [
     "Webhook",
     "WebhookRefused",
     "build_email",
+    "compose_email",
     "email_text",
+    "failure_reason",
+    "json_text",
     "notification_log",
     "own_connection",
+    "parse_addresses",
     "parse_notify_settings",
     "parse_smtp_url",
     "shared_connection",
@@ -267,6 +271,13 @@ def _split_addresses(text: str) -> list[str]:
     return [piece.strip() for piece in pieces if piece.strip()]
 
 
+def parse_addresses(text: str | Iterable[str], variable: str) -> tuple[str, ...]:
+    """The addresses of a comma-separated list (``Name <a@example.com>`` too), each
+    checked; raise ConfigError naming ``variable`` at the first that is not one."""
+    listed = [text] if isinstance(text, str) else list(text)
+    return tuple(_address(piece, variable) for item in listed for piece in _split_addresses(item))
+
+
 def parse_notify_settings(
     *,
     smtp_url: str | None,
@@ -287,10 +298,7 @@ def parse_notify_settings(
     if smtp_url is not None:
         parse_smtp_url(smtp_url, f"{prefix}SMTP_URL")
     sender = _address(mail_from, f"{prefix}MAIL_FROM")
-    listed = [mail_to] if isinstance(mail_to, str) else list(mail_to)
-    recipients = tuple(
-        _address(piece, f"{prefix}MAIL_TO") for text in listed for piece in _split_addresses(text)
-    )
+    recipients = parse_addresses(mail_to, f"{prefix}MAIL_TO")
     if smtp_url is not None and not recipients:
         raise ConfigError(f"{prefix}MAIL_TO: needed when {prefix}SMTP_URL is set")
     if recipients and smtp_url is None:
@@ -319,7 +327,8 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
-def _dumps(value: object) -> str:
+def json_text(value: object) -> str:
+    """JSON with Decimal amounts as exact strings and dates in ISO 8601."""
     return json.dumps(value, default=_json_default, ensure_ascii=False)
 
 
@@ -330,7 +339,7 @@ def _plain(value: object) -> str:
         return str(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
-    return _dumps(value)
+    return json_text(value)
 
 
 def email_text(body: str, detail: dict[str, Any] | None) -> str:
@@ -350,20 +359,38 @@ def build_email(
     event: str | None = None,
 ) -> EmailMessage:
     """The plain-text UTF-8 email of one notification, to every recipient at once."""
+    return compose_email(
+        settings.mail_from, settings.mail_to, subject, email_text(body, detail), None, at, event
+    )
+
+
+def compose_email(
+    mail_from: str,
+    recipients: Iterable[str],
+    subject: str,
+    text: str,
+    html: str | None,
+    at: datetime,
+    event: str | None = None,
+) -> EmailMessage:
+    """A UTF-8 email to every recipient at once: ``text`` as its plain-text part, and
+    ``html`` as the alternative a mail reader shows when it can."""
     message = EmailMessage()
     # A header is one line: a subject with a line break would end the header block.
     message["Subject"] = f"{SUBJECT_PREFIX} {' '.join(subject.split())}"
-    message["From"] = settings.mail_from
-    message["To"] = ", ".join(settings.mail_to)
+    message["From"] = mail_from
+    message["To"] = ", ".join(recipients)
     message["Date"] = format_datetime(at.astimezone(UTC))
     # make_msgid would otherwise look up this machine's name, which can take seconds.
-    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
+    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
     message["Message-ID"] = make_msgid(domain=domain)
     if event:
         # Lets mail rules sort notifications without parsing subjects.
         message["X-Ledgerflow-Event"] = " ".join(event.split())
     # Quoted-printable keeps accented text intact through servers without 8BITMIME.
-    message.set_content(email_text(body, detail), charset="utf-8", cte="quoted-printable")
+    message.set_content(text, charset="utf-8", cte="quoted-printable")
+    if html is not None:
+        message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     return message
 
 
@@ -379,7 +406,7 @@ def webhook_document(
         "at": at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "source": SOURCE,
     }
-    return _dumps(document).encode("utf-8")
+    return json_text(document).encode("utf-8")
 
 
 # The ports to the outside world, and their adapters.
@@ -499,7 +526,8 @@ class Attempt:
         return self.status == "sent"
 
 
-def _reason(error: Exception, timeout: float, secrets: Iterable[str]) -> str:
+def failure_reason(error: Exception, timeout: float, secrets: Iterable[str] = ()) -> str:
+    """Why a send failed, in a line the log can keep: no secret, no whole HTML page."""
     if isinstance(error, TimeoutError) and not str(error):
         return f"timed out after {timeout:g} s"
     text = str(error).strip()
@@ -583,7 +611,7 @@ class Notifier:
             async with asyncio.timeout(self.settings.timeout):
                 await sending
         except Exception as exc:
-            error = _reason(exc, self.settings.timeout, self._secrets)
+            error = failure_reason(exc, self.settings.timeout, self._secrets)
             log.warning(
                 "notify.failed", notify_event=event, channel=channel, target=target, error=error
             )
@@ -608,7 +636,7 @@ class Notifier:
                 "target": a.target,
                 "status": a.status,
                 "error": a.error,
-                "detail": None if detail is None else Jsonb(detail, dumps=_dumps),
+                "detail": None if detail is None else Jsonb(detail, dumps=json_text),
             }
             for a in attempts
         ]
@@ -625,7 +653,7 @@ class Notifier:
                 "notify.record_failed",
                 notify_event=event,
                 attempts=[(a.channel, a.target, a.status) for a in attempts],
-                error=_reason(exc, self.settings.timeout, self._secrets),
+                error=failure_reason(exc, self.settings.timeout, self._secrets),
             )
 
 

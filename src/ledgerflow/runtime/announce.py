@@ -15,8 +15,12 @@ from ledgerflow.notifications.notify import (
     COMPARISON_UNEXPLAINED,
     PUBLISHING_STOPPED,
     RULE_CHANGED,
+    Connect,
     Notifier,
+    SmtpMailer,
 )
+from ledgerflow.notifications.outbox import Postman
+from ledgerflow.settings import Settings
 from ledgerflow.transactions.rules import Rule
 
 log = structlog.get_logger(__name__)
@@ -93,3 +97,18 @@ class Announcer:
         """Let the notifications in flight finish (each is bounded by its timeout)."""
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
+
+
+def postman(settings: Settings, connect: Connect) -> Postman:
+    """The outbox's postman, sending through LEDGERFLOW_SMTP_URL (or the notifications'
+    server); without either, mail waits in the outbox."""
+    server = settings.mail_server()
+    mailer = SmtpMailer(server, settings.notify_timeout) if server else None
+    return Postman(
+        connect,
+        mailer,
+        settings.notify_mail_from,
+        retries=settings.mail_retries(),
+        send_timeout=settings.notify_timeout,
+        secrets=tuple(s for s in (server.password if server else None,) if s),
+    )

@@ -24,8 +24,10 @@ from ledgerflow.auth.access import SESSION_COOKIE, AuthState, auth_error, identi
 from ledgerflow.auth.model import AuthError
 from ledgerflow.core.health import Health
 from ledgerflow.db.connections import keep_search_path_off_our_schema
+from ledgerflow.feeds import pages as feeds_pages
 from ledgerflow.feeds import routes as feeds_routes
 from ledgerflow.kv.balance_store import RedisBalanceStore
+from ledgerflow.kv.events import KeyDBPublisher
 from ledgerflow.lineage import comparison_routes
 from ledgerflow.lineage import routes as lineage_routes
 from ledgerflow.notifications.notify import Notifier
@@ -33,7 +35,7 @@ from ledgerflow.rates import routes as rates_routes
 from ledgerflow.rates.cache import RatesCache
 from ledgerflow.rates.lanes import lane_rates
 from ledgerflow.runtime import console, live
-from ledgerflow.runtime.announce import Announcer
+from ledgerflow.runtime.announce import Announcer, postman
 from ledgerflow.runtime.checks import dependency_checks
 from ledgerflow.runtime.live import LiveHub
 from ledgerflow.runtime.metrics import ApiMetrics
@@ -97,9 +99,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[ApiState]:
     pages = console.ConsoleState(pool, published)
     hub = LiveHub(settings.redis_url, snapshot=lambda: console.snapshot(pages))
     announcer = Announcer(Notifier(settings.notify_settings(), pool.connection))
+    mail = postman(settings, pool.connection)
     fan_out = asyncio.create_task(hub.run(), name="live")
+    # What this replica has to tell every replica's browsers (a feed's step).
+    events = KeyDBPublisher(settings.redis_url)
+    sending = asyncio.create_task(events.run(), name="live-events")
     health: Health = app.state.health
     health.supervise(fan_out)  # a replica without its live feed is not live
+    health.supervise(sending)
     try:
         yield {
             "console": pages,
@@ -127,13 +134,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[ApiState]:
                 on_unexplained=announcer.comparison_unexplained,
             ),
             "announce": announcer,
-            "feeds": feeds_routes.FeedsState(pool=pool),
+            "feeds": feeds_routes.FeedsState(
+                pool=pool,
+                letters=settings.feed_letters(),
+                mail_now=mail.kick,
+                load_log=settings.feeds_load_log(),
+                events=events,
+            ),
         }
     finally:
         await announcer.close()
-        fan_out.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await fan_out
+        await mail.close()
+        for task in (fan_out, sending):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await events.close()
         await pool.close()
         await published.close()
         if cache is not None:
@@ -205,6 +221,7 @@ def create_app(settings: Settings) -> Any:
     app.include_router(lineage_routes.router)
     app.include_router(comparison_routes.router)
     app.include_router(feeds_routes.router)
+    app.include_router(feeds_pages.router)
     app.include_router(live.router)
     app.include_router(probes.router)
     app.add_api_route(
@@ -220,7 +237,13 @@ def create_app(settings: Settings) -> Any:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.pages = Pages(
-        ["ledgerflow.auth", "ledgerflow.runtime", "ledgerflow.transactions", "ledgerflow.lineage"]
+        [
+            "ledgerflow.auth",
+            "ledgerflow.runtime",
+            "ledgerflow.transactions",
+            "ledgerflow.lineage",
+            "ledgerflow.feeds",
+        ]
     )
     probes.probed(app, health, metrics.registry)
     limited = BodyLimit(CsrfCookie(app), settings.max_request_bytes)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +22,34 @@ CHILDREN = {
     "producer": ["produce", "--no-seed-data"],
     "api": ["api"],
 }
+# Without a mail server of one's own, the feed workflow's mails go to a local mailbox that
+# keeps them as files (``ledgerflow mailbox``), addressed to example administrators and
+# analysts.
+MAILBOX_DIRECTORY = ".ledgerflow/mail"
+EXAMPLE_ADMINS = "Data administrators <dba@example.test>"
+EXAMPLE_ANALYSTS = "Surveillance analysts <surveillance@example.test>"
+
+
+def free_port() -> int:
+    """A port nothing listens on now, on this machine."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def local_mail(settings: Settings) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """The mailbox child and the variables pointing the others at it, unless a mail
+    server is configured (then neither)."""
+    if settings.mail_server() is not None:
+        return {}, {}
+    port = free_port()
+    env = {"LEDGERFLOW_SMTP_URL": f"smtp://127.0.0.1:{port}"}
+    if not settings.feeds_admins:
+        env["LEDGERFLOW_FEEDS_ADMINS"] = EXAMPLE_ADMINS
+    if not settings.feeds_analysts:
+        env["LEDGERFLOW_FEEDS_ANALYSTS"] = EXAMPLE_ANALYSTS
+    args = ["mailbox", "--port", str(port), "--directory", MAILBOX_DIRECTORY]
+    return {"mailbox": args}, env
 
 
 def where_to_look(settings: Settings, admin_password: str | None = None) -> str:
@@ -56,6 +86,15 @@ def where_to_look(settings: Settings, admin_password: str | None = None) -> str:
             ),
             f"  rates     curl '{console}rates?date_from=2021-01-01"
             "&date_to=2021-01-07&orig_code=north&dest_code=south'  (a synthetic sample)",
+            f"  feeds     {console}onboarding  (the example queue becomes a feed within a minute)",
+            *(
+                [
+                    f"  mail      the feed workflow's mails are kept in {MAILBOX_DIRECTORY}/"
+                    " (.txt to read, .eml for a mail reader)"
+                ]
+                if settings.mail_server() is None
+                else []
+            ),
             "Press Ctrl-C to stop.",
         ]
     )
@@ -68,9 +107,11 @@ def run_local(settings: Settings, admin_password: str | None = None, grace: floa
     (or 1) is returned, so nothing lingers half-alive.
     """
     print(where_to_look(settings, admin_password), file=sys.stderr, flush=True)
+    mailbox, mail_env = local_mail(settings)
+    env = {**os.environ, **mail_env}
     children = {
-        name: subprocess.Popen([sys.executable, "-m", "ledgerflow", *args])
-        for name, args in CHILDREN.items()
+        name: subprocess.Popen([sys.executable, "-m", "ledgerflow", *args], env=env)
+        for name, args in {**mailbox, **CHILDREN}.items()
     }
     stopping = False
 

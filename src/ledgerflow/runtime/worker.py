@@ -19,7 +19,10 @@ from ledgerflow.core.tracing import MessageTracer
 from ledgerflow.core.tracing import configure as configure_tracing
 from ledgerflow.db.connections import DatabaseError, connect
 from ledgerflow.db.migrate import installed_domains
-from ledgerflow.feeds.loads import detect_forever
+from ledgerflow.feeds.letters import tell_findings
+from ledgerflow.feeds.loads import Feed, detect_forever
+from ledgerflow.feeds.reconcile import Reconciliation, reconcile_forever
+from ledgerflow.feeds.workflow import feed_event
 from ledgerflow.kv.balance_store import RedisBalanceStore
 from ledgerflow.kv.events import EventSink, KeyDBPublisher
 from ledgerflow.lineage.fanout import Fanout
@@ -27,7 +30,7 @@ from ledgerflow.messaging.rabbitmq import BrokerError, QueueConsumer
 from ledgerflow.notifications.notify import Notifier, own_connection
 from ledgerflow.rates.cache import RatesCache
 from ledgerflow.rates.price_feed import PriceFeed
-from ledgerflow.runtime.announce import Announcer
+from ledgerflow.runtime.announce import Announcer, postman
 from ledgerflow.runtime.checks import dependency_checks
 from ledgerflow.runtime.metrics import WorkerMetrics
 from ledgerflow.settings import ConfigError, Settings
@@ -43,6 +46,9 @@ from ledgerflow.web.probes import probe_app
 from ledgerflow.web.serving import server
 
 log = structlog.get_logger(__name__)
+# Seconds between two rounds of the outbox: mail written by another process (the API
+# kicks its own at once) and retries that fell due.
+MAIL_ROUND_SECONDS = 5.0
 T = TypeVar("T")
 
 # Losing a dependency sends the worker back to standby; anything else is a bug and ends it.
@@ -77,6 +83,19 @@ class Worker:
         self.announce = Announcer(
             Notifier(settings.notify_settings(), own_connection(settings.database_url))
         )
+        self.postman = postman(settings, own_connection(settings.database_url))
+
+    def _feeds_detected(self, found: list[Feed]) -> None:
+        """Send the new feeds' mails now, and show them in the console."""
+        self.postman.kick()
+        for feed in found:
+            self.live.emit(feed_event(feed.feed_id, feed.state, "ledgerflow"))
+
+    async def _tell_findings(self, result: Reconciliation) -> None:
+        """Mail the findings a scheduled reconciliation found new."""
+        async with own_connection(self.settings.database_url)() as conn:
+            await tell_findings(conn, result.new, self.settings.feed_letters())
+        self.postman.kick()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set and return; raise if a supervised task dies.
@@ -204,9 +223,24 @@ class Worker:
                 asyncio.create_task(broker.closed(), name="broker"),
                 asyncio.create_task(self._watch_backlog(broker), name="backlog"),
                 asyncio.create_task(
-                    detect_forever(settings.database_url, settings.feeds_detect_interval),
+                    detect_forever(
+                        settings.database_url,
+                        settings.feeds_detect_interval,
+                        settings.feed_letters(),
+                        on_new=self._feeds_detected,
+                        external=settings.feeds_load_log(),
+                    ),
                     name="feeds",
                 ),
+                asyncio.create_task(
+                    reconcile_forever(
+                        settings.database_url,
+                        settings.feeds_reconcile_interval,
+                        self._tell_findings,
+                    ),
+                    name="reconcile",
+                ),
+                asyncio.create_task(self.postman.forever(MAIL_ROUND_SECONDS), name="outbox"),
             }
             if feed is not None:
                 tasks.add(asyncio.create_task(feed.run(), name="prices"))
