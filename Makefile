@@ -60,7 +60,8 @@ acceptance: install services
 # against the original's design (with and without a token), then the console at the
 # 10-million scale and the live feed's push latency, then KeyDB pub/sub against
 # PostgreSQL NOTIFY, then ingest with 0, 5 and 20 filtering rules and a trace at 10
-# million messages, then comparisons at 1 and 10 million ids (about fifty minutes).
+# million messages, then comparisons at 1 and 10 million ids, then feed detection at a
+# million batches and reconciliation at 10,000 tables (about fifty minutes).
 bench: install services
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.ingest
@@ -70,6 +71,7 @@ bench: install services
 	$(BIN)/python -m bench.live
 	$(BIN)/python -m bench.lineage
 	$(BIN)/python -m bench.reconcile
+	$(BIN)/python -m bench.feeds
 
 # Not part of `make test`: about SOAK_MINUTES (default 10) of kills and restarts, then a check.
 soak: install services

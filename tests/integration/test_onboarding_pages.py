@@ -33,7 +33,7 @@ async def console(conn: psycopg.AsyncConnection[Any], db_url: str, redis_url: st
     """An app with one detected feed and a person of each role."""
     await conn.set_autocommit(True)
     for name, role in (("olga", Role.OPERATOR), ("anna", Role.ANALYST), ("vic", Role.VIEWER)):
-        await store.add_user(conn, name, role, PASSWORD)
+        await store.add_user(conn, name, role, PASSWORD, f"{name}@example.com")
     await record_load(conn, Load("eod", "staging.trades", 5, "succeeded", NOW, NOW), "t")
     await detect(conn, Letters("http://console.test"))
     settings = load_settings(database_url=db_url, redis_url=redis_url, rates_cache_url=redis_url)
@@ -125,6 +125,10 @@ async def test_the_feed_page_takes_each_section_through_its_own_form(console: An
         as_person, console, "olga", operator
     )
     assert 'id="describe"' in page
+    # The feed's page lists its mail: to olga, waiting (no mail server in this test).
+    mails = re.search(r'data-table="mails">(.*?)</table>', page, re.S)
+    assert mails is not None and "please describe it" in mails[1]
+    assert "olga@example.com" in mails[1] and "waiting" in mails[1]
     assert wrong_status == 422
     assert re.search(r'<select id="f-frequency" name="frequency" aria-invalid="true"', wrong_page)
     assert 'value="Front office"' in wrong_page  # what was typed is kept

@@ -1,6 +1,7 @@
 """Reconciliation on the real PostgreSQL: the tables production models read against the
 tables onboarded feeds persist into; each kind of finding, kept across runs, closed when
-no longer found and opened again when found again."""
+no longer found and opened again when found again; staleness judged by another loader's
+mapped load log too, and by ledgerflow's alone when that log cannot be read."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pypdf import PdfReader
 from structlog.testing import capture_logs
 
 from ledgerflow.auth.store import audit_log
+from ledgerflow.feeds.load_logs import LoadLogMapping, parse_load_log_mapping
 from ledgerflow.feeds.loads import Load, record_load
 from ledgerflow.feeds.models import register_model
 from ledgerflow.feeds.reconcile import (
@@ -429,3 +431,135 @@ async def test_reconcile_forever_carries_on_when_the_database_fails() -> None:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+
+
+def etl_log(table: str = "etl.job_runs", finished_at: str = "end_ts") -> LoadLogMapping:
+    """The mapping of the ETL tool's job runs (``etl`` below)."""
+    columns = f"source=job_name,table=target_table,status=state,finished_at={finished_at}"
+    mapping = parse_load_log_mapping(table, columns, "SUCCESS,WARNING")
+    assert mapping is not None
+    return mapping
+
+
+async def etl_run(conn: Conn, job: str, table: str, state: str, finished_at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO etl.job_runs (job_name, target_table, state, end_ts) VALUES (%s, %s, %s, %s)",
+        (job, table, state, finished_at),
+    )
+    await conn.commit()
+
+
+@pytest.fixture
+async def etl(world: World) -> World:
+    """The world, and an ETL tool logging its job runs in a table of its own: an onboarded
+    daily feed (into mart.fx, which a model reads) that only the tool's log has loads of,
+    the last successful one an hour ago; and a run of reuters' feed two days ago, which
+    ledgerflow's log last saw 15 days ago."""
+    conn = world.conn
+    await conn.execute(
+        "CREATE TABLE mart.fx (id int); CREATE SCHEMA etl;"
+        " CREATE TABLE etl.job_runs (run_id serial PRIMARY KEY, job_name text,"
+        " target_table text, state text, end_ts timestamptz)"
+    )
+    fx = await add_feed(conn, "etl-fx", "staging.fx", ("mart", "fx"), "daily")
+    await register_model(conn, "fx", "t", tables=["mart.fx"])
+    await conn.commit()
+    for run in (
+        ("etl-fx", "staging.fx", "SUCCESS", NOW - timedelta(hours=1)),
+        ("etl-fx", "staging.fx", "FAILED", NOW - timedelta(minutes=10)),  # not a success
+        ("etl-fx", "staging.other", "SUCCESS", NOW + timedelta(days=3)),  # not its table
+        ("etl-other", "staging.fx", "SUCCESS", NOW + timedelta(days=3)),  # not its source
+        ("reuters", "staging.limits", "WARNING", NOW - timedelta(days=2)),
+    ):
+        await etl_run(conn, *run)
+    return World(conn, {**world.feeds, "etl-fx": fx})
+
+
+async def stale_at(conn: Conn, moment: datetime, external: LoadLogMapping | None) -> set[str]:
+    """The sources of the feeds found stale by a run at ``moment``."""
+    await reconcile(conn, "t", moment, external=external)
+    return {f.feed_source or "" for f in await findings(conn, status="active", kind="stale")}
+
+
+async def test_a_feed_loaded_only_through_the_mapped_log_is_stale_once_its_loads_stop(
+    etl: World,
+) -> None:
+    conn = etl.conn
+    # ledgerflow's log alone has no load of etl-fx, and reuters' last is 15 days old.
+    assert await stale_at(conn, NOW, None) == {"etl-fx", "reuters"}
+    assert await stale_at(conn, NOW, etl_log()) == set()
+    # etl-fx is daily, its last successful run finished at 05:00: stale two days later.
+    due = NOW + timedelta(days=2, hours=-1)
+    assert "etl-fx" not in await stale_at(conn, due - timedelta(minutes=1), etl_log())
+    assert "etl-fx" in await stale_at(conn, due + timedelta(minutes=1), etl_log())
+    (stale,) = [f for f in await findings(conn, kind="stale") if f.feed_source == "etl-fx"]
+    assert (stale.table_name, stale.feed_id, stale.models) == (
+        "mart.fx",
+        etl.feeds["etl-fx"],
+        ("fx",),
+    )
+    assert stale.detail == "last successful load 2026-11-30 05:00 UTC, expected daily"
+    # Its runs come again: no longer stale (the finding resolved), until they stop again.
+    await etl_run(conn, "etl-fx", "staging.fx", "SUCCESS", due)
+    assert "etl-fx" not in await stale_at(conn, due + timedelta(minutes=1), etl_log())
+    (resolved,) = [f for f in await findings(conn, kind="stale") if f.feed_source == "etl-fx"]
+    assert (resolved.id, resolved.status) == (stale.id, "resolved")
+    assert "etl-fx" in await stale_at(conn, due + timedelta(days=2, minutes=1), etl_log())
+    # Loads in both logs: the later counts (reuters' run two days ago, not its load
+    # ledgerflow logged 15 days ago), whichever log has it.
+    assert "reuters" not in await stale_at(conn, NOW + timedelta(days=11), etl_log())
+    assert "reuters" in await stale_at(conn, NOW + timedelta(days=12, minutes=1), etl_log())
+
+
+@pytest.mark.parametrize(
+    ("table", "finished_at", "says"),
+    [
+        ("etl.job_runs", "ended_at", '"ended_at" does not exist'),
+        ("etl.no_such_runs", "end_ts", '"etl.no_such_runs" does not exist'),
+    ],
+)
+async def test_an_unreadable_mapped_log_is_logged_and_the_rest_still_found(
+    etl: World, table: str, finished_at: str, says: str
+) -> None:
+    conn = etl.conn
+    with capture_logs() as logs:
+        run = await reconcile(conn, "alice", NOW, external=etl_log(table, finished_at))
+    (warning,) = [e for e in logs if e["event"] == "feeds.load_log_unreadable"]
+    assert warning["log_level"] == "warning" and warning["table"] == table
+    assert says in warning["error"]
+    ids = etl.feeds
+    assert kinds(run.new) == {  # judged by ledgerflow's log alone
+        ("gap", "mart.positions", None),
+        ("unused", "mart.quotes", ids["calypso"]),
+        ("missing_table", "mart.prices", ids["bloomberg"]),
+        ("stale", "mart.Risk Limits", ids["reuters"]),
+        ("stale", "mart.fx", ids["etl-fx"]),
+    }
+    assert kinds(await findings(conn)) == kinds(run.new)  # the transaction carried on
+    recorded = await last_reconciliation(conn)
+    assert recorded is not None and (recorded.run_id, recorded.found) == (run.run_id, 5)
+
+
+async def test_reconcile_forever_reads_the_mapped_log(etl: World, db_url: str) -> None:
+    conn = etl.conn
+    # Runs judge at the database's clock: the tool's runs are recent by it.
+    await conn.execute(
+        "UPDATE etl.job_runs SET end_ts = now() - interval '1 hour' WHERE state = 'SUCCESS'"
+    )
+    await conn.commit()
+
+    async def on_new(run: Reconciliation) -> None:
+        pass
+
+    async def a_run() -> bool:
+        return int(await scalar(conn, "SELECT count(*) FROM ledgerflow.reconciliations")) >= 1
+
+    task = asyncio.create_task(reconcile_forever(db_url, 0.02, on_new, external=etl_log()))
+    try:
+        await eventually(a_run)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    stale = {f.feed_source for f in await findings(conn, kind="stale")}
+    assert "etl-fx" not in stale and "reuters" not in stale

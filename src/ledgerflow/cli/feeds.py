@@ -123,7 +123,7 @@ def reconcile_command(ctx: click.Context, as_json: bool) -> None:
     by = actor()
 
     async def work(conn: psycopg.AsyncConnection[Any]) -> Reconciliation:
-        result = await reconcile(conn, by)
+        result = await reconcile(conn, by, external=settings.feeds_load_log())
         if result.new:
             await tell_findings(conn, result.new, settings.feed_letters())
             await postman(settings, own_connection(settings.database_url)).deliver()

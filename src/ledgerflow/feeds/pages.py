@@ -247,11 +247,7 @@ async def _feed_page(
                 message=f"There is no feed {feed_id}.",
             )
         steps = await trail(conn, feed_id)
-        mails = [
-            m
-            for m in await outbox(conn, event_prefix="feed_", limit=1000)
-            if (m["detail"] or {}).get("feed") == feed_id
-        ]
+        mails = await outbox(conn, event_prefix="feed_", detail={"feed": feed_id})
     allowed = {s.name for s in record.steps_for(identity)}
     values = {**record.values, **(entered or {})}
     return pages_of(request).render(

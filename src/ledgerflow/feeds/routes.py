@@ -242,7 +242,7 @@ async def list_models(request: Request, identity: Annotated[Identity, require("r
 async def run_reconciliation(state: FeedsState, ran_by: str) -> Reconciliation:
     """Reconcile now and mail the new findings."""
     async with state.pool.connection() as conn:
-        result = await reconcile(conn, ran_by)
+        result = await reconcile(conn, ran_by, external=state.load_log)
         if result.new:
             await tell_findings(conn, result.new, state.letters)
     if result.new:

@@ -283,11 +283,23 @@ class Postman:
 
 
 async def outbox(
-    conn: psycopg.AsyncConnection[Any], *, event_prefix: str = "", limit: int = 100
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    event_prefix: str = "",
+    detail: dict[str, Any] | None = None,
+    limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """The newest mails (those whose event starts with ``event_prefix``), newest first:
+    """The newest mails (those whose event starts with ``event_prefix`` and whose detail
+    holds ``detail``), newest first:
     ``id``, ``event``, ``recipients``, ``subject``, ``status``, ``attempts``,
     ``created_at``, ``sent_at``, ``next_attempt_at``, ``last_error``, ``detail``."""
     async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(QUERIES["outbox"], {"prefix": event_prefix, "limit": limit})
+        await cursor.execute(
+            QUERIES["outbox"],
+            {
+                "prefix": event_prefix,
+                "detail": None if detail is None else Jsonb(detail),
+                "limit": limit,
+            },
+        )
         return await cursor.fetchall()

@@ -44,5 +44,6 @@ SELECT id, event, recipients, subject, status, attempts, created_at, sent_at,
        next_attempt_at, last_error, detail
 FROM ledgerflow.outbox
 WHERE starts_with(event, %(prefix)s)
+  AND (%(detail)s::jsonb IS NULL OR detail @> %(detail)s::jsonb)
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;

@@ -237,6 +237,7 @@ class Worker:
                         settings.database_url,
                         settings.feeds_reconcile_interval,
                         self._tell_findings,
+                        external=settings.feeds_load_log(),
                     ),
                     name="reconcile",
                 ),
