@@ -14,7 +14,7 @@
 #                         installing Debian's fonts-dejavu-core as root; else say what PDFs lose
 set -euo pipefail
 
-PG_PORT=5432 AMQP_PORT=5672 REDIS_PORT=6379
+PG_PORT=5432 AMQP_PORT=5672 REDIS_PORT=6379 STREAM_PORT=5552
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 COMPOSE_FILE="$ROOT/deploy/compose.yaml"
 
@@ -106,6 +106,19 @@ ensure_role() {
   return 0
 }
 
+ensure_plugins() {
+  # RabbitMQ's stream plugin ships with it (3.9 on) and is off by default: the treasury
+  # reads its trades from streams. Enabled on a local broker we administer.
+  listening $STREAM_PORT && return 0
+  if [ "$(id -u)" = 0 ] && command -v rabbitmq-plugins >/dev/null; then
+    say "enabling RabbitMQ's stream plugin"
+    rabbitmq-plugins enable rabbitmq_stream >&2 || true
+    wait_port "RabbitMQ streams" $STREAM_PORT 30 || true
+  fi
+  listening $STREAM_PORT || say "RabbitMQ streams (127.0.0.1:$STREAM_PORT) not reachable: rabbitmq-plugins enable rabbitmq_stream"
+  return 0
+}
+
 cmd_services() {
   if [ -n "${LEDGERFLOW_DATABASE_URL:-}" ] && [ -n "${LEDGERFLOW_AMQP_URL:-}" ] &&
      [ -n "${LEDGERFLOW_REDIS_URL:-}" ]; then
@@ -128,11 +141,12 @@ cmd_services() {
     die "start them (or install Docker, or run as root on Debian/Ubuntu so this script can install them), or point LEDGERFLOW_DATABASE_URL, LEDGERFLOW_AMQP_URL and LEDGERFLOW_REDIS_URL at running ones."
   fi
   ensure_role
+  ensure_plugins
 }
 
 cmd_local() {  # exit 0 when the services answer locally, starting installed ones if needed
   [ -z "$(missing)" ] || start_local
-  [ -z "$(missing)" ] && ensure_role
+  [ -z "$(missing)" ] && ensure_role && ensure_plugins
 }
 
 cmd_node() {

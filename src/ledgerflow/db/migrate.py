@@ -27,7 +27,7 @@ _DOMAIN = re.compile(r"\A-- domain: (\w+)\s*$", re.MULTILINE)
 # pg_advisory_xact_lock key held while migrating ("ledgmigr" in ASCII, as a bigint).
 MIGRATION_LOCK_KEY = 0x6C6564676D696772
 # The domains a database may do without.
-OPTIONAL_DOMAINS = frozenset({"rates"})
+OPTIONAL_DOMAINS = frozenset({"rates", "treasury"})
 QUERIES = Queries.of("ledgerflow.db")
 
 
