@@ -152,6 +152,10 @@ def test_a_bad_load_names_its_field() -> None:
         load("a", "trades").check()
     with pytest.raises(LoadError, match="finished_at"):
         Load("a", "s.t", 1, "succeeded", NOW, NOW - timedelta(seconds=1)).check()
+    with pytest.raises(LoadError, match="source"):  # a line break at the end too
+        load("evil\n", "public.t").check()
+    with pytest.raises(LoadError, match="table"):
+        load("a", "public.t\n").check()
 
 
 async def test_loaders_report_loads_over_http_with_loads_write(

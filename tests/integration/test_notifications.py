@@ -202,7 +202,11 @@ async def test_accented_text_arrives_intact_and_a_subject_stays_one_line(
 async def test_smtp_signs_in_with_the_user_and_percent_encoded_password_of_the_url(
     smtp_with_auth: SmtpServer, db_url: str, conn: psycopg.AsyncConnection[Any]
 ) -> None:
-    url = f"smtp://alerts%40example.com:p%40ss%3Aw%2Frd%25@127.0.0.1:{smtp_with_auth.port}"
+    # Both ends of the line are this test: it says so, or the password would not be sent.
+    url = (
+        f"smtp://alerts%40example.com:p%40ss%3Aw%2Frd%25@127.0.0.1:{smtp_with_auth.port}"
+        "?starttls=false"
+    )
     notifier = Notifier(settings(url), own_connection(db_url))
 
     [attempt] = await notifier.notify("test", "Signed in", "body", None)
@@ -216,10 +220,25 @@ async def test_smtp_signs_in_with_the_user_and_percent_encoded_password_of_the_u
 
 
 @AUTH_WITHOUT_TLS
+async def test_a_password_is_never_sent_to_a_server_that_offers_no_tls(
+    smtp_with_auth: SmtpServer, db_url: str, conn: psycopg.AsyncConnection[Any]
+) -> None:
+    url = f"smtp://alerts%40example.com:p%40ss%3Aw%2Frd%25@127.0.0.1:{smtp_with_auth.port}"
+    notifier = Notifier(settings(url), own_connection(db_url))
+
+    [attempt] = await notifier.notify("test", "Not in clear", "body", None)
+
+    assert attempt.status == "failed"
+    assert "STARTTLS" in (attempt.error or "") or "TLS" in (attempt.error or "")
+    assert smtp_with_auth.inbox.sign_ins == []  # the password never left
+    assert smtp_with_auth.inbox.envelopes == []
+
+
+@AUTH_WITHOUT_TLS
 async def test_smtp_with_a_wrong_password_is_a_failed_row_without_the_password(
     smtp_with_auth: SmtpServer, db_url: str, conn: psycopg.AsyncConnection[Any]
 ) -> None:
-    url = f"smtp://alerts%40example.com:wrong-secret@127.0.0.1:{smtp_with_auth.port}"
+    url = f"smtp://alerts%40example.com:wrong-secret@127.0.0.1:{smtp_with_auth.port}?starttls=false"
     notifier = Notifier(settings(url), own_connection(db_url))
 
     [attempt] = await notifier.notify("test", "Refused", "body", None)

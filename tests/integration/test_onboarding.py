@@ -16,11 +16,12 @@ from starlette.testclient import TestClient
 
 from ledgerflow.auth import store
 from ledgerflow.auth.model import ROLE_SCOPES, Identity, Role
+from ledgerflow.auth.store import checked_email
 from ledgerflow.feeds.letters import FEED_DETECTED, FEED_TO_REVIEW, Letters
 from ledgerflow.feeds.loads import Load, detect, record_load
 from ledgerflow.feeds.workflow import WorkflowError, take_step, trail
 from ledgerflow.notifications.notify import SmtpMailer, own_connection, parse_smtp_url
-from ledgerflow.notifications.outbox import Postman, Retries, deliver_due
+from ledgerflow.notifications.outbox import Letter, Postman, Retries, deliver_due, enqueue
 from ledgerflow.runtime.api import create_app
 from ledgerflow.settings import load_settings
 
@@ -49,6 +50,7 @@ OLGA = person("olga", Role.OPERATOR)
 ANNA = person("anna", Role.ANALYST)
 VIC = person("vic", Role.VIEWER)
 ADA = person("ada", Role.ADMIN)
+BOB = person("bob", Role.ADMIN)
 
 
 @pytest.fixture
@@ -175,8 +177,42 @@ async def test_each_refused_step_says_why(conn: psycopg.AsyncConnection[Any]) ->
         conn, feed_id, "hold", ANNA, {"review_note": "waiting for the vendor"}, LETTERS
     )
     assert on_hold.state == "on_hold"
+    # A review's answers come with the review: the hold's note is not the rejection's.
+    reused_note = await refused(conn, feed_id, "reject", ANNA, {"used_by_models": False})
+    assert (reused_note.status, reused_note.field) == (422, "review_note")
     resumed = await take_step(conn, feed_id, "resume", ANNA, {}, LETTERS)
     assert resumed.state == "in_review"
+
+
+async def test_four_eyes_hold_for_everyone_who_described_or_submitted_the_feed(
+    conn: psycopg.AsyncConnection[Any],
+) -> None:
+    await conn.set_autocommit(True)
+    feed_id = await new_feed(conn)
+    await take_step(conn, feed_id, "describe", ADA, DESCRIPTION, LETTERS)
+    # Describing again without changing anything would only make bob the describer.
+    nothing = await refused(conn, feed_id, "describe", BOB, {})
+    assert nothing.status == 422 and "nothing to change" in str(nothing)
+    await take_step(conn, feed_id, "describe", BOB, {"data_type": "fx trades"}, LETTERS)
+    await take_step(conn, feed_id, "submit", ADA, {}, LETTERS)
+    for person in (ADA, BOB):  # both admins: both may review, neither this feed
+        blocked = await refused(conn, feed_id, "onboard", person, {"used_by_models": True})
+        assert blocked.status == 403 and "four eyes" in str(blocked), person.name
+    done = await take_step(conn, feed_id, "onboard", ANNA, {"used_by_models": True}, LETTERS)
+    assert done.state == "onboarded"
+
+
+async def test_persistency_names_are_stored_as_postgresql_reads_them(
+    conn: psycopg.AsyncConnection[Any],
+) -> None:
+    await conn.set_autocommit(True)
+    feed_id = await new_feed(conn)
+    named = {**DESCRIPTION, "persistency_schema": "Staging", "persistency_table": '"Trades"'}
+    record = await take_step(conn, feed_id, "describe", OLGA, named, LETTERS)
+    assert (record.values["persistency_schema"], record.values["persistency_table"]) == (
+        "staging",
+        "Trades",
+    )
 
 
 async def test_a_mail_the_server_refuses_is_retried_and_each_attempt_is_logged(
@@ -259,7 +295,7 @@ async def test_the_api_kicks_the_postman_so_the_analysts_mail_leaves_at_once(
 ) -> None:
     await conn.set_autocommit(True)
     feed_id = await new_feed(conn)
-    describer = await store.create_token(conn, "dba", ["read", "feeds:describe"], "t")
+    describer = await store.create_token(conn, "dba", ["feeds:describe"], "t")  # no read
     reader = await store.create_token(conn, "reader", ["read"], "t")
     settings = load_settings(
         database_url=db_url,
@@ -281,7 +317,9 @@ async def test_the_api_kicks_the_postman_so_the_analysts_mail_leaves_at_once(
             assert client.post(url, json=DESCRIPTION, headers=auth).status_code == 200
             made = client.post(f"/feeds/{feed_id}/steps/submit", json={}, headers=auth)
             assert made.status_code == 200 and made.json()["state"] == "in_review"
-            shown = client.get(f"/feeds/{feed_id}", headers=auth).json()
+            shown = client.get(
+                f"/feeds/{feed_id}", headers={"authorization": f"Bearer {reader}"}
+            ).json()
             return denied.status_code, missing.json(), missing.status_code, shown
 
     denied, missing, missing_status, shown = await asyncio.to_thread(call)
@@ -289,7 +327,7 @@ async def test_the_api_kicks_the_postman_so_the_analysts_mail_leaves_at_once(
     assert missing_status == 422 and missing["parameter"] == "frequency"
     assert [t["to"] for t in shown["trail"]] == ["detected", "described", "in_review"]
     assert shown["trail"][1]["actor"] == "token:dba"
-    assert shown["steps"] == []  # a describer cannot review
+    assert shown["steps"] == []  # a reader takes no step
     # The analysts' mail was sent when the API process closed at the latest.
     subjects = [smtp.inbox.message(i)["Subject"] for i in range(len(smtp.inbox.envelopes))]
     assert any("ready for review" in s for s in subjects), subjects
@@ -323,3 +361,35 @@ async def test_the_worker_postman_retries_what_is_due(
             await asyncio.gather(rounds, return_exceptions=True)
             await postman.close()
     assert len(smtp.inbox.envelopes) == 1
+
+
+async def test_a_mail_that_cannot_be_written_is_abandoned_and_the_others_still_go(
+    conn: psycopg.AsyncConnection[Any], db_url: str, smtp: SmtpServer
+) -> None:
+    await conn.set_autocommit(True)
+    await enqueue(conn, Letter("test", "good one", "text"), ["anna@example.com"])
+    # An address with a line break (stored before addresses were checked) cannot be a
+    # header: that mail is abandoned, not retried for ever, and holds up nothing.
+    await enqueue(conn, Letter("test", "bad one", "text"), ["x@y.z\r\nBcc: evil@example.com"])
+    await enqueue(conn, Letter("test", "after", "text"), ["olga@example.com"])
+    mailer = SmtpMailer(parse_smtp_url(smtp.url), timeout=5)
+    sent = await deliver_due(own_connection(db_url), mailer, "ledgerflow@example.com")
+    assert [(s.status, s.recipients[0][:6]) for s in sent] == [
+        ("sent", "anna@e"),
+        ("abandoned", "x@y.z\r"),
+        ("sent", "olga@e"),
+    ]
+    assert len(smtp.inbox.envelopes) == 2
+    assert await deliver_due(own_connection(db_url), mailer, "ledgerflow@example.com") == []
+    cursor = await conn.execute(
+        "SELECT status, error FROM ledgerflow.notifications WHERE subject = 'bad one'"
+    )
+    (status, error) = await cursor.fetchone() or ("", "")
+    assert status == "failed" and "cannot be written as an email" in error
+
+
+async def test_a_user_email_must_be_one_address() -> None:
+    assert checked_email(" anna@example.com ") == "anna@example.com"
+    for bad in ("x@y.z\r\nBcc: evil@example.com", "a@example.com, b@example.com", "anna"):
+        with pytest.raises(ValueError, match="email"):
+            checked_email(bad)

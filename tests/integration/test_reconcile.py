@@ -563,3 +563,27 @@ async def test_reconcile_forever_reads_the_mapped_log(etl: World, db_url: str) -
             await task
     stale = {f.feed_source for f in await findings(conn, kind="stale")}
     assert "etl-fx" not in stale and "reuters" not in stale
+
+
+async def test_new_findings_are_told_in_the_run_s_transaction_or_not_recorded(
+    conn: psycopg.AsyncConnection[Any],
+) -> None:
+    await conn.set_autocommit(True)
+    await conn.execute("INSERT INTO ledgerflow.models (name, registered_by) VALUES ('m', 't')")
+    await conn.execute(
+        "INSERT INTO ledgerflow.model_tables (model_id, table_name)"
+        " SELECT id, 'md.quotes' FROM ledgerflow.models"
+    )
+
+    async def broken(_conn: psycopg.AsyncConnection[Any], _new: Any) -> None:
+        raise psycopg.OperationalError("the mail could not be written")
+
+    with pytest.raises(psycopg.OperationalError):
+        await reconcile(conn, "t", tell=broken)
+    told: list[str] = []
+
+    async def tell(_conn: psycopg.AsyncConnection[Any], new: Any) -> None:
+        told.extend(f.table_name for f in new)
+
+    again = await reconcile(conn, "t", tell=tell)
+    assert again.new_count == 1 and told == ["md.quotes"]  # not lost with the first run

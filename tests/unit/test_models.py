@@ -34,3 +34,9 @@ def test_a_name_in_a_string_or_a_comment_is_not_a_table() -> None:
 def test_what_is_not_sql_is_refused() -> None:
     with pytest.raises(ModelError, match="sql: not SQL"):
         tables_in("SELECT FROM WHERE (")
+
+
+def test_sql_nested_past_what_the_parser_can_read_is_refused_not_a_crash() -> None:
+    with pytest.raises(ModelError, match="nested too deeply") as refused:
+        tables_in("SELECT " + "(" * 400 + "1" + ")" * 400)
+    assert refused.value.field == "sql"

@@ -57,6 +57,14 @@ def notify(**given: Any) -> Any:
             "smtp://mail.example.com?starttls=FALSE",
             SmtpServer("mail.example.com", 25, False, False),
         ),
+        (  # a password is never sent in clear: STARTTLS is required unless refused
+            "smtp://u:pw@mail.example.com",
+            SmtpServer("mail.example.com", 25, False, True, "u", "pw"),
+        ),
+        (
+            "smtp://u:pw@mail.example.com?starttls=false",
+            SmtpServer("mail.example.com", 25, False, False, "u", "pw"),
+        ),
         ("smtps://mail.example.com", SmtpServer("mail.example.com", 465, True, None)),
         (
             "smtps://alerts%40example.com:p%40ss%3Aw%2Frd%25@[2001:db8::1]:4650",

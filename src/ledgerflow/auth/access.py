@@ -114,10 +114,10 @@ async def identify(
     return None
 
 
-def require(scope: str) -> Any:
-    """A dependency: the request's identity, which must hold ``scope`` (401 without
-    credentials, 403 without the scope, 403 for a cookie-made change without its CSRF
-    token)."""
+def require(scope: str, *alternatives: str) -> Any:
+    """A dependency: the request's identity, which must hold ``scope`` or one of the
+    ``alternatives`` (401 without credentials, 403 without any of them, 403 for a
+    cookie-made change without its CSRF token)."""
 
     async def dependency(
         request: Request,
@@ -127,7 +127,8 @@ def require(scope: str) -> Any:
         identity = await identify(request, credentials, session)
         if identity is None:
             raise AuthError(401, "sign in, or send a token: Authorization: Bearer <token>")
-        identity.require(scope)
+        if not any(identity.allows(s) for s in alternatives):
+            identity.require(scope, *alternatives)
         if identity.csrf_token is not None and request.method not in SAFE_METHODS:
             await check_csrf(request, identity)
         request.state.identity = identity

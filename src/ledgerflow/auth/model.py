@@ -78,11 +78,14 @@ class Identity:
         """Whether it holds ``scope``."""
         return scope in self.scopes
 
-    def require(self, scope: str) -> None:
-        """Raise AuthError 403 unless it holds ``scope``."""
-        if scope not in self.scopes:
+    def require(self, scope: str, *alternatives: str) -> None:
+        """Raise AuthError 403 unless it holds ``scope`` or one of the ``alternatives``."""
+        wanted = (scope, *alternatives)
+        if not any(s in self.scopes for s in wanted):
             held = "role " + self.role if self.role else "token"
-            raise AuthError(403, f"the {held} of {self.name!r} does not allow {scope}")
+            raise AuthError(
+                403, f"the {held} of {self.name!r} does not allow {' or '.join(wanted)}"
+            )
 
     def require_role(self, *roles: Role) -> None:
         """Raise AuthError 403 unless it is a user with one of ``roles``."""

@@ -12,7 +12,9 @@ from psycopg.types.json import Jsonb
 
 from ledgerflow.auth import passwords
 from ledgerflow.auth.model import ROLE_SCOPES, Identity, Role, check_scopes
+from ledgerflow.core import ConfigError
 from ledgerflow.db.queries import Queries
+from ledgerflow.notifications.notify import parse_addresses
 
 QUERIES = Queries.of("ledgerflow.auth")
 TOKEN_PREFIX = "lf_"
@@ -36,6 +38,17 @@ async def _records(cursor: psycopg.AsyncCursor[Any]) -> list[dict[str, Any]]:
 # Users.
 
 
+def checked_email(email: str) -> str:
+    """``email`` when it is one address (``a@example.com`` or ``Ann <a@example.com>``):
+    mail is sent to it, and a list or a line break would change whom; ValueError
+    otherwise."""
+    try:
+        (address,) = parse_addresses(email, "email")
+    except (ConfigError, ValueError):
+        raise ValueError(f"email: {email.strip()[:100]!r} is not one address") from None
+    return address
+
+
 async def add_user(
     conn: psycopg.AsyncConnection[Any],
     name: str,
@@ -43,7 +56,10 @@ async def add_user(
     password: str | None,
     email: str | None = None,
 ) -> int:
-    """Add a user (``password`` None: proxy sign-on only); Conflict if the name is taken."""
+    """Add a user (``password`` None: proxy sign-on only); Conflict if the name is taken,
+    ValueError for an email that is not one address."""
+    if email is not None:
+        email = checked_email(email)
     hashed = passwords.hash_password(password) if password is not None else None
     try:
         async with conn.transaction():

@@ -123,9 +123,14 @@ def reconcile_command(ctx: click.Context, as_json: bool) -> None:
     by = actor()
 
     async def work(conn: psycopg.AsyncConnection[Any]) -> Reconciliation:
-        result = await reconcile(conn, by, external=settings.feeds_load_log())
+        letters = settings.feed_letters()
+        result = await reconcile(
+            conn,
+            by,
+            external=settings.feeds_load_log(),
+            tell=lambda c, new: tell_findings(c, new, letters),
+        )
         if result.new:
-            await tell_findings(conn, result.new, settings.feed_letters())
             await postman(settings, own_connection(settings.database_url)).deliver()
         return result
 

@@ -58,9 +58,9 @@ class Load:
 
     def check(self) -> None:
         """Raise LoadError naming the first field that cannot be recorded."""
-        if not PRINTABLE.match(self.source):
+        if not PRINTABLE.fullmatch(self.source):
             raise LoadError("source", "1 to 200 characters, no control characters")
-        if not TABLE.match(self.table_name):
+        if not TABLE.fullmatch(self.table_name):
             raise LoadError("table", "schema.table, e.g. public.trades")
         if self.row_count < 0:
             raise LoadError("rows", "a count of rows, 0 or more")

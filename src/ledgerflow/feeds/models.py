@@ -6,6 +6,7 @@ its base tables, as deep as views go.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,8 @@ def tables_in(sql: str) -> set[str]:
     it is not SQL."""
     try:
         statements = [s for s in sqlglot.parse(sql, read="postgres") if s is not None]
+    except RecursionError:
+        raise ModelError("sql", "nested too deeply to read") from None
     except ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
         where = f" (line {first.get('line')}, column {first.get('col')})" if first else ""
@@ -107,17 +110,18 @@ async def register_model(
 ) -> dict[str, str | None]:
     """Register (or replace) model ``name`` with its SQL or its tables; return the tables
     it reads, each with the view it was reached through."""
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise ModelError("name", "1 to 64 letters, digits, '_', '.' or '-'")
     if (sql is None) == (tables is None):
         raise ModelError("sql", "give the model's SQL or its tables, one of the two")
     if sql is not None:
         if "\x00" in sql:
             raise ModelError("sql", "holds a NUL character")
-        read = tables_in(sql)
+        # A long query takes the parser seconds: not in the event loop's time.
+        read = await asyncio.to_thread(tables_in, sql)
     else:
         for table in tables or []:
-            if not TABLE.match(table):
+            if not TABLE.fullmatch(table):
                 raise ModelError("tables", f"{table[:80]!r} is not schema.table (or table)")
         read = {t if "." in t else f"{DEFAULT_SCHEMA}.{t}" for t in tables or []}
         if not read:

@@ -55,6 +55,8 @@ SECTIONS = {
     "analysts": ("Analysts", ANALYSTS, ("in_review", "on_hold")),
 }
 ID = Annotated[int, Path(ge=1, le=2**63 - 1)]
+MAX_SQL = 200_000  # as POST /models
+MAX_SHOWN = 2000  # findings on the page; the downloads have them all
 REVIEW_STEPS = frozenset({"onboard", "reject", "hold", "resume"})
 
 
@@ -123,7 +125,7 @@ async def _reconciliation_page(
     status_code: int = 200,
 ) -> Response:
     async with feeds_state(request).pool.connection() as conn:
-        found = await findings(conn, status=status, kind=kind, limit=2000)
+        found = await findings(conn, status=status, kind=kind, limit=MAX_SHOWN + 1)
         run = await last_reconciliation(conn)
         registered = await models(conn)
     return pages_of(request).render(
@@ -132,7 +134,8 @@ async def _reconciliation_page(
         status_code=status_code,
         tabs=_tabs(identity),
         section="reconciliation",
-        findings=found,
+        findings=found[:MAX_SHOWN],
+        more=len(found) > MAX_SHOWN,
         run=run,
         models=registered,
         status=status or "",
@@ -215,6 +218,8 @@ async def _update_finding(state: FeedsState, identity: Identity, form: FormData)
 
 async def _register_model(state: FeedsState, identity: Identity, form: FormData) -> None:
     name, sql = _field(form, "name").strip(), _field(form, "sql")
+    if len(sql) > MAX_SQL:
+        raise ModelError("sql", f"at most {MAX_SQL:,} characters")
     async with state.pool.connection() as conn:
         read = await register_model(conn, name, identity.actor, sql=sql)
         await audit(conn, identity.actor, "model.register", name, {"tables": len(read)})

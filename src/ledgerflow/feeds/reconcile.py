@@ -17,7 +17,7 @@ import asyncio
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -35,7 +35,10 @@ from ledgerflow.reports.pdf import Heading, Paragraph, Table, csv_report, pdf_re
 
 log = structlog.get_logger(__name__)
 
+# Given the new findings inside the run's transaction (to write their mail there).
+Tell = Callable[[psycopg.AsyncConnection[Any], Sequence["Finding"]], Awaitable[object]]
 QUERIES = Queries.of("ledgerflow.feeds", "reconcile.sql")
+MAX_PDF_FINDINGS = 10_000  # a printed report; the counts above and the CSV have them all
 RECONCILE_LOCK = 0x6C66_7265_636E  # the advisory lock a run takes, one run at a time
 FINDING_STATUSES = ("open", "investigating", "resolved", "dismissed")
 FINDING_KINDS = ("gap", "unused", "stale", "missing_table")
@@ -172,7 +175,7 @@ async def _select(
     statuses: tuple[str, ...] | None = None,
     kind: str | None = None,
     ids: list[int] | None = None,
-    limit: int,
+    limit: int | None,
 ) -> list[Finding]:
     async with conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(
@@ -200,12 +203,16 @@ async def reconcile(
     now: datetime | None = None,
     *,
     external: LoadLogMapping | None = None,
+    tell: Tell | None = None,
 ) -> Reconciliation:
     """Run reconciliation as ``ran_by``, judging staleness at ``now`` (the database's
     clock when None) by the successful loads in ledgerflow's load log and in the
     ``external`` one when given; record the run and return it with its new and reopened
     findings. An external log that cannot be read (no such table or column, no right to
-    read it) is logged, and the run judges by ledgerflow's log alone."""
+    read it) is logged, and the run judges by ledgerflow's log alone.
+
+    ``tell`` is given the new and reopened findings inside the run's transaction (to
+    write their mail), so that they are told of exactly when they are recorded."""
     began = time.perf_counter()
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(QUERIES["reconcile_lock"], {"key": RECONCILE_LOCK})
@@ -229,6 +236,8 @@ async def reconcile(
         run = await cursor.fetchone()
         assert run is not None
         new = await _select(conn, ids=ids, limit=len(ids)) if ids else []
+        if new and tell is not None:
+            await tell(conn, new)
     return Reconciliation(
         run_id=run["id"],
         started_at=counts["started_at"],
@@ -248,10 +257,11 @@ async def findings(
     *,
     status: str | None = None,
     kind: str | None = None,
-    limit: int = 10_000,
+    limit: int | None = None,
 ) -> list[Finding]:
     """The findings, open and investigating ones first, then by kind and table; only
-    those of ``status`` (or 'active': open or investigating) and ``kind`` when given.
+    those of ``status`` (or 'active': open or investigating) and ``kind`` when given;
+    all of them unless ``limit`` says how many.
     Raise FindingError naming an unknown status or kind."""
     statuses: tuple[str, ...] | None
     if status is None:
@@ -281,7 +291,7 @@ async def update_finding(
         raise FindingError("status", "give a status or an owner")
     if status is not None and status not in FINDING_STATUSES:
         raise FindingError("status", f"one of {', '.join(FINDING_STATUSES)}")
-    if owner and not OWNER.match(owner):
+    if owner and not OWNER.fullmatch(owner):
         raise FindingError("owner", "1 to 64 characters, no control characters")
     async with conn.transaction():
         cursor = await conn.execute(
@@ -362,7 +372,11 @@ def findings_pdf(found: list[Finding], run: Reconciliation | None, generated_at:
             Paragraph(summary),
             Heading("Counts"),
             Table(("kind", *FINDING_STATUSES, "total"), counts, {*FINDING_STATUSES, "total"}),
-            Heading("Findings"),
+            Heading(
+                "Findings"
+                if len(found) <= MAX_PDF_FINDINGS
+                else f"Findings, the first {MAX_PDF_FINDINGS:,} of {len(found):,} (the CSV has all)"
+            ),
             Table(
                 ("id", "kind", "table", "feed", "models", "status", "owner", "detail"),
                 [
@@ -376,7 +390,7 @@ def findings_pdf(found: list[Finding], run: Reconciliation | None, generated_at:
                         f.owner,
                         f.detail,
                     )
-                    for f in found
+                    for f in found[:MAX_PDF_FINDINGS]
                 ],
                 {"id"},
             ),
@@ -391,10 +405,12 @@ async def reconcile_forever(
     on_new: Callable[[Reconciliation], Awaitable[None]],
     *,
     external: LoadLogMapping | None = None,
+    tell: Tell | None = None,
 ) -> None:
     """Reconcile every ``every`` seconds, on a connection of its own, until cancelled,
-    counting the loads of the ``external`` load log too when given, and hand each run
-    that found something new or reopened to ``on_new``. A database that cannot answer is
+    counting the loads of the ``external`` load log too when given, telling of new
+    findings through ``tell`` (see ``reconcile``), and hand each run that found something
+    new or reopened to ``on_new``. A database that cannot answer is
     logged and asked again at the next turn."""
     conn: psycopg.AsyncConnection[Any] | None = None
     try:
@@ -402,7 +418,7 @@ async def reconcile_forever(
             try:
                 if conn is None or conn.closed:
                     conn = await connect(url, autocommit=True)
-                result = await reconcile(conn, RAN_BY, external=external)
+                result = await reconcile(conn, RAN_BY, external=external, tell=tell)
                 log.info(
                     "feeds.reconciled",
                     found=result.found,

@@ -184,7 +184,7 @@ async def take(
     feed_id: ID,
     step_name: StepName,
     body: StepIn,
-    identity: Annotated[Identity, require("read")],
+    identity: Annotated[Identity, require("feeds:describe", "feeds:review")],
 ) -> Response:
     """``describe`` and ``submit`` (administrators: scope ``feeds:describe``), ``onboard``,
     ``reject``, ``hold`` and ``resume`` (analysts: scope ``feeds:review``). The answer is
@@ -205,7 +205,7 @@ class ModelIn(BaseModel):
     """A production model: its SQL, or the tables it reads (one of the two)."""
 
     name: str = Field(min_length=1, max_length=64, examples=["spoofing-v2"])
-    sql: str | None = Field(None, max_length=1_000_000, examples=["SELECT * FROM md.quotes"])
+    sql: str | None = Field(None, max_length=200_000, examples=["SELECT * FROM md.quotes"])
     tables: list[str] | None = Field(None, max_length=100_000, examples=[["md.quotes"]])
 
 
@@ -242,9 +242,12 @@ async def list_models(request: Request, identity: Annotated[Identity, require("r
 async def run_reconciliation(state: FeedsState, ran_by: str) -> Reconciliation:
     """Reconcile now and mail the new findings."""
     async with state.pool.connection() as conn:
-        result = await reconcile(conn, ran_by, external=state.load_log)
-        if result.new:
-            await tell_findings(conn, result.new, state.letters)
+        result = await reconcile(
+            conn,
+            ran_by,
+            external=state.load_log,
+            tell=lambda c, new: tell_findings(c, new, state.letters),
+        )
     if result.new:
         state.mail_now()
     return result

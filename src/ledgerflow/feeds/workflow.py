@@ -44,6 +44,7 @@ REVIEW = "feeds:review"
 
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_QUOTED = re.compile(r'"([^"\x00-\x1f\x7f]{1,63})"')
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 
 
@@ -62,7 +63,7 @@ def _text(most: int) -> Callable[[object], object]:
         if not isinstance(value, str) or not value.strip():
             raise ValueError("give a value")
         value = value.strip()
-        if len(value) > most or not _PRINTABLE.match(value):
+        if len(value) > most or not _PRINTABLE.fullmatch(value):
             raise ValueError(f"1 to {most} characters, no control characters")
         return value
 
@@ -79,9 +80,17 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[object], object]:
 
 
 def _identifier(value: object) -> object:
-    if not isinstance(value, str) or not _IDENTIFIER.match(value.strip()):
-        raise ValueError("a PostgreSQL name: a letter or _, then letters, digits, _ or $")
-    return value.strip()
+    """A name as PostgreSQL stores it: folded to lower case unless double-quoted (as the
+    models' SQL is read, so that reconciliation compares like with like)."""
+    text = value.strip() if isinstance(value, str) else ""
+    quoted = _QUOTED.fullmatch(text)
+    if quoted:
+        return quoted[1]
+    if not _IDENTIFIER.fullmatch(text):
+        raise ValueError(
+            'a PostgreSQL name: a letter or _, then letters, digits, _ or $; or "Quoted"'
+        )
+    return text.lower()
 
 
 def _yes_no(value: object) -> object:
@@ -295,7 +304,7 @@ async def take_step(
         await cursor.execute(QUERIES["feed_for_update"], {"id": feed_id})
         row = await cursor.fetchone()
         if row is None:
-            raise WorkflowError(404, f"no feed {feed_id}", "id")
+            raise WorkflowError(404, f"no feed {feed_id}", "feed_id")
         if row["state"] not in step.sources:
             raise WorkflowError(
                 409,
@@ -313,15 +322,24 @@ async def take_step(
                 f"{step.scope}); {who} of {identity.name!r} does not allow it",
             )
         values = _checked(step, given)
-        after = {**row, **values}
+        # The administrators may change part of a description; a review's answers are
+        # given with the review itself, never taken from an earlier step.
+        after = {**row, **values} if step.scope == DESCRIBE else values
         for name in step.needs:
             if after.get(name) is None:
                 raise WorkflowError(422, f"{LABELS[name]}: needed to '{step.name}'", name)
-        if step.scope == REVIEW and row["described_by"] == identity.actor:
-            raise WorkflowError(
-                403, f"four eyes: {identity.actor} described this feed, another person reviews it"
-            )
         changes = {n: [row[n], v] for n, v in values.items() if row[n] != v}
+        if step.name == "describe" and row["state"] == "described" and not changes:
+            raise WorkflowError(422, "nothing to change: give the fields that change")
+        if step.scope == REVIEW:
+            await cursor.execute(QUERIES["describers"], {"id": feed_id})
+            describers = {r["actor"] for r in await cursor.fetchall()}
+            if identity.actor in describers:
+                raise WorkflowError(
+                    403,
+                    f"four eyes: {identity.actor} described this feed or sent it to review; "
+                    "another person reviews it",
+                )
         by: dict[str, str] = {}
         if step.name == "describe":
             by = {"described_by": identity.actor}

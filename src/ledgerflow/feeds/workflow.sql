@@ -45,3 +45,8 @@ SELECT * FROM ledgerflow.feeds
 WHERE state = ANY(%(states)s)
 ORDER BY updated_at DESC, id DESC
 LIMIT %(limit)s;
+
+-- name: describers
+-- Everyone who described a feed or sent it to review: none of them may review it.
+SELECT DISTINCT actor FROM ledgerflow.feed_events
+WHERE feed_id = %(id)s AND changes->>'step' IN ('describe', 'submit');

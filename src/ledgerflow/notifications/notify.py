@@ -181,6 +181,11 @@ def parse_smtp_url(url: str, variable: str = "LEDGERFLOW_NOTIFY_SMTP_URL") -> Sm
         raise refuse("a password needs a user name")
     if username and not password:
         raise refuse("a user name needs a password (user:password@host)")
+    if username and starttls is None and not implicit_tls:
+        # A password is never sent in clear: a server that does not offer STARTTLS (or
+        # someone between that strips the offer) is refused, unless the URL says
+        # ?starttls=false.
+        starttls = True
     return SmtpServer(host, port, implicit_tls, starttls, username, password)
 
 
@@ -247,7 +252,7 @@ def _address(value: str, variable: str) -> str:
     else:
         name, address = "", value.strip()
     try:
-        if not _ADDRESS.match(address):
+        if not _ADDRESS.fullmatch(address):
             raise ValueError(address)
         # The standard library formats the header: quotes a name that needs them, and
         # refuses what no header may hold (line breaks, control characters).

@@ -128,17 +128,20 @@ async def deliver_due(
     limit: int = 20,
 ) -> list[Sent]:
     """Try every mail that is due (at most ``limit``), oldest first; return what became
-    of each. Each attempt updates the mail and adds a row to the notification log in
-    the same transaction."""
+    of each. Each mail is its own transaction: its attempt updates it and adds a row to
+    the notification log, and what one mail does never undoes another's."""
     results: list[Sent] = []
-    async with connect() as conn, conn.transaction():
-        async with conn.cursor(row_factory=dict_row) as cursor:
-            await cursor.execute(QUERIES["due_mail"], {"limit": limit})
-            due = await cursor.fetchall()
-        for mail in due:
-            results.append(
-                await _attempt(conn, mail, mailer, mail_from, retries, send_timeout, secrets)
-            )
+    async with connect() as conn:
+        for _ in range(limit):
+            async with conn.transaction():
+                async with conn.cursor(row_factory=dict_row) as cursor:
+                    await cursor.execute(QUERIES["due_mail"], {"limit": 1})
+                    mail = await cursor.fetchone()
+                if mail is None:
+                    break
+                results.append(
+                    await _attempt(conn, mail, mailer, mail_from, retries, send_timeout, secrets)
+                )
     return results
 
 
@@ -152,25 +155,30 @@ async def _attempt(
     secrets: tuple[str, ...],
 ) -> Sent:
     recipients = tuple(mail["recipients"])
-    message = compose_email(
-        mail_from,
-        recipients,
-        mail["subject"],
-        mail["text_body"],
-        mail["html_body"],
-        datetime.now(UTC),
-        mail["event"],
-    )
     made = mail["attempts"] + 1
     error: str | None = None
+    unsendable = False
     try:
-        async with asyncio.timeout(send_timeout):
-            await mailer.send(message)
-    except Exception as exc:
-        error = failure_reason(exc, send_timeout, secrets)
+        message = compose_email(
+            mail_from,
+            recipients,
+            mail["subject"],
+            mail["text_body"],
+            mail["html_body"],
+            datetime.now(UTC),
+            mail["event"],
+        )
+    except (ValueError, TypeError) as exc:  # a header no mail may carry: never sendable
+        error, unsendable = f"cannot be written as an email: {exc}"[:500], True
+    else:
+        try:
+            async with asyncio.timeout(send_timeout):
+                await mailer.send(message)
+        except Exception as exc:
+            error = failure_reason(exc, send_timeout, secrets)
     if error is None:
         status, next_at = "sent", None
-    elif made >= retries.attempts:
+    elif unsendable or made >= retries.attempts:
         status, next_at = "abandoned", None
     else:
         status, next_at = "pending", datetime.now(UTC) + retries.delay(made)

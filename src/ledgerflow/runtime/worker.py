@@ -91,10 +91,9 @@ class Worker:
         for feed in found:
             self.live.emit(feed_event(feed.feed_id, feed.state, "ledgerflow"))
 
-    async def _tell_findings(self, result: Reconciliation) -> None:
-        """Mail the findings a scheduled reconciliation found new."""
-        async with own_connection(self.settings.database_url)() as conn:
-            await tell_findings(conn, result.new, self.settings.feed_letters())
+    async def _findings_told(self, result: Reconciliation) -> None:
+        """Send the mail of the findings a scheduled reconciliation found new (written
+        in its transaction)."""
         self.postman.kick()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -215,6 +214,7 @@ class Worker:
             await writer.load_rules()  # so that the first batch needs no second attempt
             feed = await self._price_feed(stack)
             log.info("worker.active", term=term, queue=settings.queue)
+            letters = settings.feed_letters()
 
             tasks = {
                 asyncio.create_task(self.leadership.watch(), name="leadership"),
@@ -226,7 +226,7 @@ class Worker:
                     detect_forever(
                         settings.database_url,
                         settings.feeds_detect_interval,
-                        settings.feed_letters(),
+                        letters,
                         on_new=self._feeds_detected,
                         external=settings.feeds_load_log(),
                     ),
@@ -236,8 +236,9 @@ class Worker:
                     reconcile_forever(
                         settings.database_url,
                         settings.feeds_reconcile_interval,
-                        self._tell_findings,
+                        self._findings_told,
                         external=settings.feeds_load_log(),
+                        tell=lambda conn, new: tell_findings(conn, new, letters),
                     ),
                     name="reconcile",
                 ),
