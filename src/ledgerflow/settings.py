@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -26,6 +27,9 @@ from ledgerflow.notifications.notify import (
     parse_smtp_url,
 )
 from ledgerflow.notifications.outbox import Retries
+from ledgerflow.treasury.lcr import Rates
+from ledgerflow.treasury.registry import check_url
+from ledgerflow.treasury.streams import StreamServer
 
 __all__ = ["ENV_PREFIX", "ConfigError", "Settings", "load_settings"]
 
@@ -133,6 +137,30 @@ class Settings(BaseSettings):
     # machine's: http(s)://127.0.0.1:<LEDGERFLOW_HTTP_PORT>.
     console_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
 
+    # Treasury (docs/treasury.md): the active worker reads the desks' trade streams when on.
+    treasury: bool = False
+    # RabbitMQ's stream endpoint (the rabbitmq_stream plugin).
+    stream_url: str = "rabbitmq-stream://guest:guest@127.0.0.1:5552/%2F"
+    # Each source reads <prefix><source> (trades.fx, trades.repos, ...) until a control
+    # message swaps it.
+    treasury_stream_prefix: str = Field("trades.", pattern=r"^[A-Za-z0-9_.\-]{0,200}$")
+    # The stream whose control messages swap a source's stream at run time.
+    treasury_control_stream: str = Field("treasury.control", pattern=r"^[A-Za-z0-9_.\-]{1,255}$")
+    # Where normalised trades are written on for other consumers; empty: nowhere.
+    treasury_normalised_stream: str = Field(
+        "trades.normalised", pattern=r"^([A-Za-z0-9_.\-]{1,255})?$"
+    )
+    treasury_batch_size: int = Field(500, ge=1, le=10_000)
+    # A Confluent-compatible schema registry; unset, ledgerflow's own schema store.
+    schema_registry_url: str | None = None
+    schema_registry_token: str | None = Field(None, repr=False)
+    # The currency the liquidity figures are in, and the LCR below which people are told.
+    treasury_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    lcr_warning: Decimal = Field(Decimal("1.10"), gt=0, le=100)
+    # Basel III rates that differ from the standard's defaults: name=value, comma-separated
+    # (e.g. outflow_retail_stable=0.03); see docs/treasury.md for the names.
+    treasury_rates: str = ""
+
     # OpenLineage: where the worker sends a run event for each batch and publication
     # (e.g. Marquez at http://marquez:5000); unset, none is sent. Needs the openlineage extra.
     openlineage_url: str | None = Field(None, pattern=r"^https?://[^\s/]+")
@@ -192,6 +220,10 @@ class Settings(BaseSettings):
             self.mail_server()
             self.feed_letters()
             self.feeds_load_log()
+            self.stream_server()
+            self.lcr_rates()
+            if self.schema_registry_url:
+                check_url(self.schema_registry_url)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return self
@@ -248,6 +280,24 @@ class Settings(BaseSettings):
         return parse_load_log_mapping(
             self.feeds_load_log_table, self.feeds_load_log_columns, self.feeds_load_log_succeeded
         )
+
+    def stream_server(self) -> StreamServer:
+        """RabbitMQ's stream endpoint."""
+        return StreamServer.from_url(self.stream_url, f"{ENV_PREFIX}STREAM_URL")
+
+    def lcr_rates(self) -> Rates:
+        """The Basel III rates: the standard's defaults and the overrides configured."""
+        pairs = [p.strip() for p in self.treasury_rates.split(",") if p.strip()]
+        mapping: dict[str, str] = {}
+        for pair in pairs:
+            name, equals, value = pair.partition("=")
+            if not equals:
+                raise ConfigError(f"{ENV_PREFIX}TREASURY_RATES: {pair!r} is not name=value")
+            mapping[name.strip()] = value.strip()
+        try:
+            return Rates.from_mapping(mapping)
+        except ValueError as exc:
+            raise ConfigError(f"{ENV_PREFIX}TREASURY_RATES: {exc}") from None
 
     def mail_retries(self) -> Retries:
         """How the outbox retries a mail the server did not take."""

@@ -11,6 +11,10 @@ pytestmark = pytest.mark.integration
 
 FIXTURE_TABLES = {"initial_data", "historical_transactions"}
 RATES_TABLES = {"regions", "ports", "prices"}  # as in the original dump, in public
+TREASURY_TABLES = {
+    "avro_schemas",  # the schema store: schemas by id, subjects' versions (025)
+    "avro_subject_versions",
+}
 LEDGERFLOW_TABLES = {
     "batches",
     "leadership",
@@ -138,6 +142,25 @@ async def test_the_rates_tables_come_only_with_the_rates_domain(empty_db_url: st
         ]
 
 
+async def test_the_treasury_tables_come_only_with_the_treasury_domain(empty_db_url: str) -> None:
+    conn = await connections.connect(empty_db_url)
+    async with conn:
+        await migrate.migrate(conn)
+        labels = [m.label for m in await migrate.pending_migrations(conn, ["treasury"])]
+        assert "025_treasury_schemas" in labels
+        assert all(
+            m.domain == "treasury" for m in await migrate.pending_migrations(conn, ["treasury"])
+        )
+        applied = await migrate.migrate(conn, ["treasury"])
+        assert [m.label for m in applied] == labels
+        # At least: the treasury's ledger (026) adds tables of its own beside the schema store.
+        ours = await tables(conn, "ledgerflow")
+        assert ours >= LEDGERFLOW_TABLES | TREASURY_TABLES
+        assert await tables(conn, "public") == FIXTURE_TABLES
+        assert await migrate.installed_domains(conn) == {"treasury"}
+        assert await migrate.pending_migrations(conn) == []
+
+
 async def test_an_unknown_domain_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown domains"):
         await migrate.migrate(None, ["treasure"])  # type: ignore[arg-type]
@@ -196,7 +219,7 @@ async def test_concurrent_migrations_apply_each_file_once(empty_db_url: str) -> 
     async def run() -> list[int]:
         conn = await connections.connect(empty_db_url)
         async with conn:
-            return [m.version for m in await migrate.migrate(conn, ["rates"])]
+            return [m.version for m in await migrate.migrate(conn, migrate.OPTIONAL_DOMAINS)]
 
     first, second = await asyncio.gather(run(), run())
     assert sorted(first + second) == [m.version for m in migrate.migrations()]

@@ -12,6 +12,7 @@ class Role(StrEnum):
     ADMIN = "admin"
     OPERATOR = "operator"
     ANALYST = "analyst"
+    TREASURY = "treasury"
     VIEWER = "viewer"
 
 
@@ -30,6 +31,8 @@ SCOPES = frozenset(
         "feeds:describe",
         "feeds:review",
         "feeds:reconcile",
+        "schemas:write",
+        "treasury:write",
     }
 )
 
@@ -43,9 +46,11 @@ ROLE_SCOPES: dict[Role, frozenset[str]] = {
             "comparisons:run",
             "feeds:describe",
             "feeds:reconcile",
+            "treasury:write",
         }
     ),
     Role.ANALYST: frozenset({"read", "feeds:review", "feeds:reconcile"}),
+    Role.TREASURY: frozenset({"read", "treasury:write"}),
     Role.VIEWER: frozenset({"read"}),
 }
 

@@ -17,6 +17,7 @@ from ledgerflow.cli import (
     report,
     run,
     status,
+    treasury,
     worker,
 )
 from ledgerflow.core import logs
@@ -50,3 +51,4 @@ main.add_command(reconcile.reconcile_command)
 main.add_command(reconcile.sources_command)
 main.add_command(feeds.feeds_command)
 main.add_command(feeds.models_command)
+main.add_command(treasury.treasury_command)

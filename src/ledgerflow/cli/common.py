@@ -40,8 +40,10 @@ async def apply_migrations(settings: Settings, domains: Collection[str] = ()) ->
 
 
 def prepare(settings: Settings, domains: Collection[str] = ()) -> None:
-    """``apply_migrations``, from synchronous code."""
-    asyncio.run(apply_migrations(settings, domains))
+    """``apply_migrations``, from synchronous code (with the treasury's tables when
+    LEDGERFLOW_TREASURY is on)."""
+    wanted = {*domains, "treasury"} if settings.treasury else set(domains)
+    asyncio.run(apply_migrations(settings, sorted(wanted)))
 
 
 async def until_database_answers(

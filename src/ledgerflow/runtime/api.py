@@ -42,6 +42,8 @@ from ledgerflow.runtime.metrics import ApiMetrics
 from ledgerflow.settings import Settings
 from ledgerflow.transactions import rule_routes
 from ledgerflow.transactions.rules import BUILT_IN
+from ledgerflow.treasury import registry_routes
+from ledgerflow.treasury.registry import PostgresSchemaStore
 from ledgerflow.web import probes
 from ledgerflow.web.errors import EXCEPTION_HANDLERS
 from ledgerflow.web.middleware import (
@@ -73,6 +75,7 @@ class ApiState(TypedDict):
     lineage: lineage_routes.LineageState
     announce: Announcer
     feeds: feeds_routes.FeedsState
+    schema_registry: registry_routes.RegistryState
 
 
 @contextlib.asynccontextmanager
@@ -141,6 +144,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[ApiState]:
                 load_log=settings.feeds_load_log(),
                 events=events,
             ),
+            "schema_registry": registry_routes.RegistryState(PostgresSchemaStore(pool)),
         }
     finally:
         await announcer.close()
@@ -222,6 +226,7 @@ def create_app(settings: Settings) -> Any:
     app.include_router(comparison_routes.router)
     app.include_router(feeds_routes.router)
     app.include_router(feeds_pages.router)
+    app.include_router(registry_routes.router)
     app.include_router(live.router)
     app.include_router(probes.router)
     app.add_api_route(

@@ -27,7 +27,7 @@ from ledgerflow.kv.events import subscribe
 
 log = structlog.get_logger(__name__)
 
-TOPICS = frozenset({"balances", "batch", "rejected", "worker", "feed"})
+TOPICS = frozenset({"balances", "batch", "rejected", "worker", "feed", "trades", "lcr"})
 QUEUE_SIZE = 256  # messages a connection may fall behind before it is sent a snapshot
 
 Snapshot = Callable[[], Awaitable[dict[str, Any]]]

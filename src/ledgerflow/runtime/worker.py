@@ -33,6 +33,7 @@ from ledgerflow.rates.price_feed import PriceFeed
 from ledgerflow.runtime.announce import Announcer, postman
 from ledgerflow.runtime.checks import dependency_checks
 from ledgerflow.runtime.metrics import WorkerMetrics
+from ledgerflow.runtime.treasury import treasury_forever
 from ledgerflow.settings import ConfigError, Settings
 from ledgerflow.transactions.batching import BatchingConsumer
 from ledgerflow.transactions.publisher import (
@@ -246,6 +247,10 @@ class Worker:
             }
             if feed is not None:
                 tasks.add(asyncio.create_task(feed.run(), name="prices"))
+            if settings.treasury:
+                tasks.add(
+                    asyncio.create_task(treasury_forever(settings, self.live), name="treasury")
+                )
             stopping = asyncio.create_task(stop.wait(), name="stop")
             try:
                 done, _ = await asyncio.wait(

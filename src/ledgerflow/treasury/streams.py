@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -61,7 +61,7 @@ class StreamSource(Protocol):
         """Whether ``stream`` exists."""
         ...
 
-    def read(self, stream: str, offset: int) -> AsyncIterator[StreamMessage]:
+    def read(self, stream: str, offset: int) -> AsyncGenerator[StreamMessage, None]:
         """The messages of ``stream`` from ``offset`` on, as they come, until cancelled."""
         ...
 
@@ -158,7 +158,7 @@ class RabbitStreams:
         consumer = await self._started_consumer()
         return bool(await consumer.stream_exists(stream))
 
-    async def read(self, stream: str, offset: int) -> AsyncIterator[StreamMessage]:
+    async def read(self, stream: str, offset: int) -> AsyncGenerator[StreamMessage, None]:
         """The messages of ``stream`` from ``offset`` on. The broker is given credit as
         they are taken, so a slow writer holds at most ``BUFFER`` of them in memory.
         Close the iterator when done (``contextlib.aclosing``) to unsubscribe at once."""

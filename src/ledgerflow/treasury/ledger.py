@@ -1,0 +1,157 @@
+"""The treasury's ledger: a batch of one stream's messages becomes trades, positions and
+cash in one PostgreSQL transaction, with the stream's next offset.
+
+Exactly once, by offset: the batch's transaction locks the stream's offset row, skips the
+messages below it (read again after a crash or a swap), stores the rest and moves the
+offset past them. A crash before the commit leaves the offset where it was, so the same
+messages are read and counted again, once; a crash after it, so they are not read again.
+A trade id seen before (a desk sending the same trade twice) is a duplicate and adds
+nothing. A message that cannot be decoded or mapped is recorded in
+``ledgerflow.rejected_messages`` (queue ``stream:<name>``) with its reason, in the same
+transaction, and its offset is passed like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from ledgerflow.db.queries import Queries
+from ledgerflow.db.rejected import RejectedMessage, record_rejected
+from ledgerflow.treasury.normalise import NormalisedTrade
+from ledgerflow.treasury.streams import StreamMessage
+
+QUERIES = Queries.of("ledgerflow.treasury")
+
+# A source's message (its body) → one canonical trade and its message for
+# ``trades.normalised``; raises an exception with ``reason`` and ``detail`` when it cannot.
+Normalise = Callable[[str, bytes], Awaitable[NormalisedTrade]]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one batch did."""
+
+    stream: str
+    next_offset: int
+    stored: int
+    duplicates: int
+    rejected: int
+    skipped: int  # read again: below the offset already committed
+    normalised: tuple[bytes, ...] = ()  # the stored trades, for ``trades.normalised``
+
+
+def _column(trades: Sequence[dict[str, Any]], name: str) -> list[Any]:
+    return [t.get(name) for t in trades]
+
+
+async def next_offset(conn: psycopg.AsyncConnection[Any], stream: str) -> int:
+    """Where reading ``stream`` resumes: the offset after the last one committed."""
+    cursor = await conn.execute(QUERIES["next_offset"], {"stream": stream})
+    row = await cursor.fetchone()
+    return 0 if row is None else int(row[0])
+
+
+async def write_batch(
+    conn: psycopg.AsyncConnection[Any],
+    source: str,
+    messages: Sequence[StreamMessage],
+    normalise: Normalise,
+    refusals: tuple[type[Exception], ...],
+) -> BatchResult:
+    """Store one stream's batch in one transaction (see the module's docstring).
+
+    ``refusals`` are the exception types ``normalise`` raises for a message it cannot
+    use (each with ``reason`` and ``detail``); anything else is a fault and rolls the
+    batch back.
+    """
+    if not messages:
+        raise ValueError("an empty batch")
+    stream = messages[0].stream
+    if any(m.stream != stream for m in messages):
+        raise ValueError("a batch reads one stream")
+    async with conn.transaction():
+        await conn.execute(QUERIES["ensure_offset"], {"stream": stream})
+        cursor = await conn.execute(QUERIES["lock_offset"], {"stream": stream})
+        row = await cursor.fetchone()
+        assert row is not None
+        committed = int(row[0])
+        fresh = [m for m in messages if m.offset >= committed]
+        trades: list[dict[str, Any]] = []
+        bodies: dict[str, bytes] = {}
+        rejected: list[RejectedMessage] = []
+        for message in fresh:
+            try:
+                normalised = await normalise(source, message.body)
+            except refusals as exc:
+                rejected.append(_rejected(message, exc))
+                continue
+            trade = normalised.trade
+            bodies.setdefault(str(trade["trade_id"]), normalised.body)
+            trades.append(
+                {
+                    **trade,
+                    "source": source,
+                    "stream": stream,
+                    "stream_offset": message.offset,
+                    "side": str(trade["side"]).lower(),
+                }
+            )
+        stored: list[str] = []
+        if trades:
+            cursor = await conn.execute(QUERIES["store_trades"], _arrays(trades))
+            counts = await cursor.fetchone()
+            assert counts is not None
+            stored = list(counts[0] or [])
+        if rejected:
+            await record_rejected(conn, f"stream:{stream}", rejected)
+        following = max(committed, messages[-1].offset + 1)
+        await conn.execute(QUERIES["move_offset"], {"stream": stream, "next_offset": following})
+    return BatchResult(
+        stream,
+        following,
+        len(stored),
+        len(trades) - len(stored),
+        len(rejected),
+        len(messages) - len(fresh),
+        tuple(bodies[t] for t in stored),
+    )
+
+
+def _arrays(trades: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    names = {
+        "trade_ids": "trade_id",
+        "sources": "source",
+        "streams": "stream",
+        "offsets": "stream_offset",
+        "books": "book",
+        "instruments": "instrument",
+        "asset_classes": "asset_class",
+        "sides": "side",
+        "quantities": "quantity",
+        "prices": "price",
+        "currencies": "currency",
+        "settlement_amounts": "settlement_amount",
+        "trade_times": "trade_time",
+        "settlement_dates": "settlement_date",
+        "maturity_dates": "maturity_date",
+        "counterparty_types": "counterparty_type",
+        "collateral_instruments": "collateral_instrument",
+        "rates": "rate",
+    }
+    return {array: _column(trades, field) for array, field in names.items()}
+
+
+def _rejected(message: StreamMessage, exc: Exception) -> RejectedMessage:
+    return RejectedMessage(
+        message_id=f"{message.stream}@{message.offset}",
+        reason=str(getattr(exc, "reason", "invalid")),
+        detail=str(getattr(exc, "detail", exc))[:1000],
+        body=message.body,
+        properties={"stream": message.stream, "offset": message.offset},
+        received_at=message.timestamp or datetime.now(UTC),
+    )

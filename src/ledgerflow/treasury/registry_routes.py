@@ -1,0 +1,131 @@
+"""ledgerflow's schema store over HTTP, as a Confluent-compatible schema registry answers
+(``/registry``): what ``HttpSchemaRegistry`` talks to, so one client serves both.
+
+- ``GET /registry/schemas/ids/{id}``: ``{"schema": "<text>"}`` (scope ``read``)
+- ``GET /registry/subjects/{subject}/versions/latest``: ``{"subject", "id", "version",
+  "schema"}`` (scope ``read``)
+- ``POST /registry/subjects/{subject}/versions`` with ``{"schema": "<text>"}``: ``{"id"}``
+  (scope ``schemas:write``); 409 when incompatible, 422 when not an Avro schema
+
+Errors have Confluent's body, ``{"error_code": 40403, "message": "..."}``, and every answer
+its content type. Handlers read ``request.state.schema_registry``, a RegistryState the
+API process's lifespan makes. The two scopes are the dependencies ``can_read`` and
+``can_register``: an application may override them (``app.dependency_overrides[
+can_read.dependency]``), as the contract tests do.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ledgerflow.auth.access import client_of, require
+from ledgerflow.auth.model import Identity
+from ledgerflow.auth.store import audit
+from ledgerflow.treasury.registry import (
+    CONTENT_TYPE,
+    IncompatibleSchema,
+    InvalidSchema,
+    PostgresSchemaStore,
+    SchemaNotFound,
+    SubjectNotFound,
+    schema_text,
+)
+
+router = APIRouter(prefix="/registry", tags=["schema registry"])
+can_read = require("read")
+can_register = require("schemas:write")
+SchemaId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Subject = Annotated[str, Path(min_length=1, max_length=255)]
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    """What the registry routes need for the lifetime of the API process."""
+
+    store: PostgresSchemaStore
+
+
+def registry_state(request: Request) -> RegistryState:
+    """The RegistryState the lifespan made."""
+    state: RegistryState = request.state.schema_registry
+    return state
+
+
+def answer(body: dict[str, Any], status: int = 200) -> Response:
+    """A registry answer, with the registry's content type."""
+    return JSONResponse(body, status, media_type=CONTENT_TYPE)
+
+
+def error(status: int, code: int, message: str) -> Response:
+    """A registry error, with Confluent's body."""
+    return answer({"error_code": code, "message": message}, status)
+
+
+@router.get("/schemas/ids/{schema_id}", summary="A schema by its id")
+async def schema_by_id(
+    request: Request, schema_id: SchemaId, identity: Annotated[Identity, can_read]
+) -> Response:
+    """The schema with this id, as text (404, error code 40403, when there is none)."""
+    try:
+        schema = await registry_state(request).store.schema_by_id(schema_id)
+    except SchemaNotFound as exc:
+        return error(404, 40403, str(exc))
+    return answer({"schema": schema_text(schema)})
+
+
+@router.get("/subjects/{subject}/versions/latest", summary="A subject's latest version")
+async def latest(
+    request: Request, subject: Subject, identity: Annotated[Identity, can_read]
+) -> Response:
+    """The subject's newest version (404, error code 40401, for an unknown subject)."""
+    try:
+        found = await registry_state(request).store.latest(subject)
+    except SubjectNotFound as exc:
+        return error(404, 40401, str(exc))
+    return answer(
+        {
+            "subject": subject,
+            "version": found.version,
+            "id": found.id,
+            "schema": schema_text(found.schema),
+        }
+    )
+
+
+@router.post("/subjects/{subject}/versions", summary="Register a schema under a subject")
+async def register(
+    request: Request, subject: Subject, identity: Annotated[Identity, can_register]
+) -> Response:
+    """Register ``{"schema": "<Avro schema as text>"}`` under the subject; its id. A schema
+    the subject has already answers with its id; one that could not read the latest
+    version's data is refused (409)."""
+    try:
+        body = json.loads(await request.body())
+        if body.get("schemaType", "AVRO") != "AVRO":
+            return error(422, 42201, "only Avro schemas are kept here")
+        schema = json.loads(body["schema"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return error(422, 42201, 'Invalid schema: the body must be {"schema": "<Avro schema>"}')
+    store = registry_state(request).store
+    try:
+        schema_id = await store.register(subject, schema)
+    except IncompatibleSchema as exc:
+        return error(409, 409, str(exc))
+    except InvalidSchema as exc:
+        return error(422, 42201, f"Invalid schema: {exc}")
+    async with store.pool.connection() as conn:
+        await audit(
+            conn,
+            identity.actor,
+            "schema.register",
+            subject,
+            {"id": schema_id},
+            client_of(request),
+        )
+    return answer({"id": schema_id})
