@@ -25,6 +25,7 @@ from ledgerflow.auth.access import AuthState, auth_error
 from ledgerflow.auth.model import AuthError, Identity
 from ledgerflow.core import ConfigError
 from ledgerflow.db.connections import connect
+from ledgerflow.testing.registry import MemoryRegistry
 from ledgerflow.treasury.normalise import Normaliser, frame, source_schema
 from ledgerflow.treasury.registry import (
     CONTENT_TYPE,
@@ -42,7 +43,6 @@ from ledgerflow.treasury.registry import (
 from ledgerflow.treasury.registry_routes import RegistryState, can_read, can_register, router
 
 from ..conftest import free_port
-from ..unit.test_normalise import MemoryRegistry
 
 pytestmark = pytest.mark.integration
 

@@ -6,5 +6,13 @@ from ledgerflow.testing.balance_store import FakeBalanceStore
 from ledgerflow.testing.clock import FakeClock
 from ledgerflow.testing.ledger import FakeBalanceLedger
 from ledgerflow.testing.queue import FakeBroker, FakeQueue
+from ledgerflow.testing.registry import MemoryRegistry
 
-__all__ = ["FakeBalanceLedger", "FakeBalanceStore", "FakeBroker", "FakeClock", "FakeQueue"]
+__all__ = [
+    "FakeBalanceLedger",
+    "FakeBalanceStore",
+    "FakeBroker",
+    "FakeClock",
+    "FakeQueue",
+    "MemoryRegistry",
+]
