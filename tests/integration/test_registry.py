@@ -258,7 +258,7 @@ async def test_schemas_are_cached_by_id(pool: AsyncConnectionPool) -> None:
 
 
 async def test_the_http_answers_are_confluents(pool: AsyncConnectionPool, db_url: str) -> None:
-    headers = {"content-type": CONTENT_TYPE}
+    headers = {"content-type": CONTENT_TYPE, "accept": CONTENT_TYPE}
     async with (
         served(registry_app(pool, scopes_granted=True)) as url,
         httpx2.AsyncClient(base_url=url + "/", timeout=5) as http,
@@ -268,7 +268,8 @@ async def test_the_http_answers_are_confluents(pool: AsyncConnectionPool, db_url
         )
         assert (created.status_code, created.json()) == (200, {"id": 1})
         assert created.headers["content-type"] == CONTENT_TYPE
-        found = await http.get("schemas/ids/1")
+        found = await http.get("schemas/ids/1")  # a client asking for nothing: plain JSON
+        assert found.headers["content-type"] == "application/json"
         assert json.loads(found.json()["schema"]) == schema()
         latest = await http.get("subjects/deals-value/versions/latest")
         assert latest.json() | {"schema": None} == {

@@ -2,6 +2,9 @@
 -- loaded by ledgerflow.db.queries. %(day)s is the as-of date (UTC), %(last_day)s the last
 -- day of the stress period.
 
+-- name: begin_snapshot
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+
 -- name: currency_prices
 -- The currencies of the reference data: each one's price, in its quote currency.
 SELECT instrument, currency, price

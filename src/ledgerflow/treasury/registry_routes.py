@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -36,6 +37,7 @@ from ledgerflow.treasury.registry import (
     SubjectNotFound,
     schema_text,
 )
+from ledgerflow.web.errors import answers
 
 router = APIRouter(prefix="/registry", tags=["schema registry"])
 can_read = require("read")
@@ -57,17 +59,30 @@ def registry_state(request: Request) -> RegistryState:
     return state
 
 
-def answer(body: dict[str, Any], status: int = 200) -> Response:
-    """A registry answer, with the registry's content type."""
-    return JSONResponse(body, status, media_type=CONTENT_TYPE)
+class RegistryError(BaseModel):
+    """A registry error, in Confluent's form."""
+
+    error_code: int = Field(examples=[40403])
+    message: str = Field(examples=["Schema 7 not found"])
 
 
-def error(status: int, code: int, message: str) -> Response:
+def answer(request: Request, body: dict[str, Any], status: int = 200) -> Response:
+    """A registry answer: in the registry's own content type to a client that asks for
+    it (Confluent's clients do), plain JSON to any other."""
+    wanted = CONTENT_TYPE in request.headers.get("accept", "")
+    return JSONResponse(body, status, media_type=CONTENT_TYPE if wanted else "application/json")
+
+
+def error(request: Request, status: int, code: int, message: str) -> Response:
     """A registry error, with Confluent's body."""
-    return answer({"error_code": code, "message": message}, status)
+    return answer(request, {"error_code": code, "message": message}, status)
 
 
-@router.get("/schemas/ids/{schema_id}", summary="A schema by its id")
+@router.get(
+    "/schemas/ids/{schema_id}",
+    summary="A schema by its id",
+    responses=answers(400, 401, 403, 404, s404=RegistryError),
+)
 async def schema_by_id(
     request: Request, schema_id: SchemaId, identity: Annotated[Identity, can_read]
 ) -> Response:
@@ -75,11 +90,15 @@ async def schema_by_id(
     try:
         schema = await registry_state(request).store.schema_by_id(schema_id)
     except SchemaNotFound as exc:
-        return error(404, 40403, str(exc))
-    return answer({"schema": schema_text(schema)})
+        return error(request, 404, 40403, str(exc))
+    return answer(request, {"schema": schema_text(schema)})
 
 
-@router.get("/subjects/{subject}/versions/latest", summary="A subject's latest version")
+@router.get(
+    "/subjects/{subject}/versions/latest",
+    summary="A subject's latest version",
+    responses=answers(400, 401, 403, 404, s404=RegistryError),
+)
 async def latest(
     request: Request, subject: Subject, identity: Annotated[Identity, can_read]
 ) -> Response:
@@ -87,18 +106,23 @@ async def latest(
     try:
         found = await registry_state(request).store.latest(subject)
     except SubjectNotFound as exc:
-        return error(404, 40401, str(exc))
+        return error(request, 404, 40401, str(exc))
     return answer(
+        request,
         {
             "subject": subject,
             "version": found.version,
             "id": found.id,
             "schema": schema_text(found.schema),
-        }
+        },
     )
 
 
-@router.post("/subjects/{subject}/versions", summary="Register a schema under a subject")
+@router.post(
+    "/subjects/{subject}/versions",
+    summary="Register a schema under a subject",
+    responses=answers(400, 401, 403, 409, 413, 422, s409=RegistryError, s422=RegistryError),
+)
 async def register(
     request: Request, subject: Subject, identity: Annotated[Identity, can_register]
 ) -> Response:
@@ -108,17 +132,19 @@ async def register(
     try:
         body = json.loads(await request.body())
         if body.get("schemaType", "AVRO") != "AVRO":
-            return error(422, 42201, "only Avro schemas are kept here")
+            return error(request, 422, 42201, "only Avro schemas are kept here")
         schema = json.loads(body["schema"])
     except (ValueError, KeyError, TypeError, AttributeError):
-        return error(422, 42201, 'Invalid schema: the body must be {"schema": "<Avro schema>"}')
+        return error(
+            request, 422, 42201, 'Invalid schema: the body must be {"schema": "<Avro schema>"}'
+        )
     store = registry_state(request).store
     try:
         schema_id = await store.register(subject, schema)
     except IncompatibleSchema as exc:
-        return error(409, 409, str(exc))
+        return error(request, 409, 409, str(exc))
     except InvalidSchema as exc:
-        return error(422, 42201, f"Invalid schema: {exc}")
+        return error(request, 422, 42201, f"Invalid schema: {exc}")
     async with store.pool.connection() as conn:
         await audit(
             conn,
@@ -128,4 +154,4 @@ async def register(
             {"id": schema_id},
             client_of(request),
         )
-    return answer({"id": schema_id})
+    return answer(request, {"id": schema_id})

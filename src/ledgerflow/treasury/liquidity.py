@@ -1,0 +1,236 @@
+"""The bridge from the treasury's ledger to the LCR (:mod:`ledgerflow.treasury.lcr`): the
+holdings and flows of the stored positions, cash, trades and balances on a day, in one
+reporting currency, with treasury's adjustments or without them (how each row counts:
+:mod:`ledgerflow.treasury.holdings_and_flows`); the ratio recorded minute by minute; the
+balances of run-off categories that are not trades.
+
+The stock and the flows are the ledger's as stored now; ``as_of`` sets the horizon (30
+days from its date in UTC), which FX trades are settled and the adjustments in force. The
+reads run in one REPEATABLE READ snapshot when the connection is idle, else in the caller's
+transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from ledgerflow.auth.store import audit
+from ledgerflow.core.amounts import AmountError, check_amount
+from ledgerflow.db.queries import Queries
+from ledgerflow.treasury.holdings_and_flows import (
+    CashBalance,
+    LiquidityInputs,
+    Override,
+    Row,
+    ShortPosition,
+    Unconvertible,
+    UnknownPosition,
+    build_inputs,
+)
+from ledgerflow.treasury.lcr import (
+    DEFAULT_RATES,
+    HORIZON_DAYS,
+    OUTFLOW_CATEGORIES,
+    SECURED_OUTFLOWS,
+    LcrFigures,
+    Level,
+    Rates,
+)
+
+__all__ = [
+    "BALANCE_CATEGORIES",
+    "REPORTING_CURRENCY",
+    "CashBalance",
+    "LiquidityInputs",
+    "Override",
+    "ShortPosition",
+    "Unconvertible",
+    "UnknownPosition",
+    "lcr_at",
+    "lcr_history",
+    "lcr_now",
+    "liquidity_inputs",
+    "record_minute",
+    "set_balance",
+]
+
+QUERIES = Queries.of("ledgerflow.treasury", "liquidity.sql")
+REPORTING_CURRENCY = "USD"
+# The outflow categories a balance may have: the secured ones and FX settlements are trades.
+BALANCE_CATEGORIES = tuple(
+    c for c in OUTFLOW_CATEGORIES if c not in SECURED_OUTFLOWS and c != "fx_derivative_settlement"
+)
+# The queries whose rows build_inputs reads, by the name it reads them under.
+_INPUTS = {
+    "currency_prices": QUERIES["currency_prices"],
+    "positions": QUERIES["positions"],
+    "settled_cash": QUERIES["settled_cash"],
+    "horizon_trades": QUERIES["horizon_trades"],
+    "balances": QUERIES["balances"],
+}
+
+
+def _aware(name: str, value: datetime) -> None:
+    if value.utcoffset() is None:
+        raise ValueError(f"{name}: {value} has no time zone")
+
+
+async def _rows(
+    conn: psycopg.AsyncConnection[Any], query: LiteralString, params: Mapping[str, Any]
+) -> list[Row]:
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(query, params)
+        return await cursor.fetchall()
+
+
+@asynccontextmanager
+async def _snapshot(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+    """One consistent view of the ledger for several reads."""
+    if conn.info.transaction_status is not TransactionStatus.IDLE:
+        yield
+        return
+    async with conn.transaction():
+        await conn.execute(QUERIES["begin_snapshot"])
+        yield
+
+
+async def _overrides(conn: psycopg.AsyncConnection[Any], as_of: datetime) -> list[Override]:
+    rows = await _rows(conn, QUERIES["adjustments_in_force"], {"at": as_of})
+    return [
+        Override(row["kind"], row["target"], Level(row["level"]), row["haircut_category"])
+        for row in rows
+    ]
+
+
+async def liquidity_inputs(
+    conn: psycopg.AsyncConnection[Any],
+    as_of: datetime,
+    *,
+    adjusted: bool = True,
+    currency: str = REPORTING_CURRENCY,
+    rates: Rates = DEFAULT_RATES,
+    extra: Override | None = None,
+) -> LiquidityInputs:
+    """The holdings and flows of the ledger on ``as_of`` in ``currency``, with the
+    adjustments in force then (or none when ``adjusted`` is false), and what could not be
+    counted. ``extra``: an adjustment not stored, applied last (to show its effect)."""
+    _aware("as_of", as_of)
+    day = as_of.astimezone(UTC).date()
+    params = {"day": day, "last_day": day + timedelta(days=HORIZON_DAYS), "at": as_of}
+    async with _snapshot(conn):
+        overrides = await _overrides(conn, as_of) if adjusted else []
+        rows = {name: await _rows(conn, query, params) for name, query in _INPUTS.items()}
+    if extra is not None:
+        overrides.append(extra)
+    return build_inputs(as_of, day, currency, adjusted, rates, overrides, rows)
+
+
+async def lcr_now(
+    conn: psycopg.AsyncConnection[Any],
+    as_of: datetime,
+    *,
+    adjusted: bool = True,
+    currency: str = REPORTING_CURRENCY,
+    rates: Rates = DEFAULT_RATES,
+) -> LcrFigures:
+    """The LCR of the ledger on ``as_of`` (see :func:`liquidity_inputs`)."""
+    inputs = await liquidity_inputs(conn, as_of, adjusted=adjusted, currency=currency, rates=rates)
+    return inputs.figures()
+
+
+async def record_minute(
+    conn: psycopg.AsyncConnection[Any],
+    minute: datetime,
+    *,
+    currency: str = REPORTING_CURRENCY,
+    rates: Rates = DEFAULT_RATES,
+) -> None:
+    """Record the LCR of ``minute`` (truncated to its minute) in ``ledgerflow.lcr_history``,
+    adjusted and not; recording a minute again replaces its figures."""
+    _aware("minute", minute)
+    minute = minute.replace(second=0, microsecond=0)
+    async with _snapshot(conn):
+        both = [
+            await lcr_now(conn, minute, adjusted=adjusted, currency=currency, rates=rates)
+            for adjusted in (True, False)
+        ]
+    async with conn.transaction():
+        await conn.execute(
+            QUERIES["record_lcr"],
+            {
+                "minute": minute,
+                "adjusted": [True, False],
+                "figures": [Jsonb(figures.as_json()) for figures in both],
+            },
+        )
+
+
+async def lcr_at(
+    conn: psycopg.AsyncConnection[Any], at: datetime, adjusted: bool
+) -> tuple[datetime, dict[str, Any]] | None:
+    """The minute recorded last at or before ``at`` and its figures; ``None`` before any."""
+    _aware("at", at)
+    rows = await _rows(conn, QUERIES["lcr_at"], {"at": at, "adjusted": adjusted})
+    return (rows[0]["minute"], rows[0]["figures"]) if rows else None
+
+
+async def lcr_history(
+    conn: psycopg.AsyncConnection[Any], since: datetime, until: datetime, adjusted: bool
+) -> list[tuple[datetime, dict[str, Any]]]:
+    """The minutes recorded from ``since`` (included) to ``until`` (excluded), in order."""
+    _aware("since", since)
+    _aware("until", until)
+    params = {"since": since, "until": until, "adjusted": adjusted}
+    return [
+        (row["minute"], row["figures"]) for row in await _rows(conn, QUERIES["lcr_history"], params)
+    ]
+
+
+async def set_balance(
+    conn: psycopg.AsyncConnection[Any],
+    category: str,
+    amount: Decimal,
+    by: str,
+    *,
+    currency: str = REPORTING_CURRENCY,
+) -> None:
+    """Set the balance of a run-off category (one of ``BALANCE_CATEGORIES``) and audit it.
+
+    Raises ``ValueError`` naming the field: an unknown category, an amount that is not a
+    non-negative Decimal, a currency that is not an ISO 4217 code, no ``by``."""
+    if category not in BALANCE_CATEGORIES:
+        raise ValueError(
+            f"category: {category!r} is not a balance's; one of {', '.join(BALANCE_CATEGORIES)}"
+        )
+    if not isinstance(amount, Decimal):
+        raise ValueError(f"amount: {amount!r} is not a Decimal")
+    try:
+        check_amount(amount)
+    except AmountError as exc:
+        raise ValueError(f"amount: {exc}") from None
+    if amount < 0:
+        raise ValueError(f"amount: {amount} is negative")
+    if len(currency) != 3 or not currency.isascii() or not currency.isupper():
+        raise ValueError(f"currency: {currency!r} is not an ISO 4217 code")
+    if not by.strip():
+        raise ValueError("by: who sets the balance")
+    async with conn.transaction():
+        params = {"category": category, "amount": amount, "currency": currency, "by": by}
+        await conn.execute(QUERIES["set_balance"], params)
+        await audit(
+            conn,
+            by,
+            "treasury.balance.set",
+            category,
+            {"amount": str(amount), "currency": currency},
+            None,
+        )
