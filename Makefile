@@ -61,7 +61,8 @@ acceptance: install services
 # 10-million scale and the live feed's push latency, then KeyDB pub/sub against
 # PostgreSQL NOTIFY, then ingest with 0, 5 and 20 filtering rules and a trace at 10
 # million messages, then comparisons at 1 and 10 million ids, then feed detection at a
-# million batches and reconciliation at 10,000 tables (about fifty minutes).
+# million batches and reconciliation at 10,000 tables, then trades into positions against
+# the stream's read ceiling and the normaliser alone (about an hour).
 bench: install services
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.ingest
@@ -72,6 +73,7 @@ bench: install services
 	$(BIN)/python -m bench.lineage
 	$(BIN)/python -m bench.reconcile
 	$(BIN)/python -m bench.feeds
+	$(BIN)/python -m bench.treasury
 
 # Not part of `make test`: about SOAK_MINUTES (default 10) of kills and restarts, then a check.
 soak: install services

@@ -22,6 +22,7 @@ from ledgerflow.notifications.notify import (
 from ledgerflow.notifications.outbox import Postman
 from ledgerflow.settings import Settings
 from ledgerflow.transactions.rules import Rule
+from ledgerflow.treasury.lcr import LcrFigures
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +91,29 @@ class Announcer:
                 f"The active worker {instance} failed to publish the balances to KeyDB: "
                 f"{error}. It retries at the next boundary.",
                 {"instance": instance, "error": error},
+            )
+        )
+
+    def lcr_level(self, level: str, figures: LcrFigures) -> None:
+        """The LCR crossed the warning level or the 100 % floor, or came back above both."""
+        ratio = "none" if figures.lcr is None else f"{figures.lcr * 100:.2f} %"
+        subject, body = {
+            "breach": ("LCR below 100 %", "The liquidity coverage ratio is below its 100 % floor"),
+            "warning": (
+                "LCR below the warning level",
+                "The liquidity coverage ratio is below the warning level",
+            ),
+            "ok": (
+                "LCR back above the warning level",
+                "The liquidity coverage ratio is back above the warning level",
+            ),
+        }[level]
+        self._send(
+            self.notifier.notify(
+                f"lcr_{level}",
+                f"{subject}: {ratio}",
+                f"{body}: {ratio}.",
+                {"level": level, **figures.as_json()},
             )
         )
 

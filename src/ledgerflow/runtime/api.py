@@ -43,6 +43,7 @@ from ledgerflow.settings import Settings
 from ledgerflow.transactions import rule_routes
 from ledgerflow.transactions.rules import BUILT_IN
 from ledgerflow.treasury import registry_routes
+from ledgerflow.treasury import routes as treasury_routes
 from ledgerflow.treasury.registry import PostgresSchemaStore
 from ledgerflow.web import probes
 from ledgerflow.web.errors import EXCEPTION_HANDLERS
@@ -76,6 +77,7 @@ class ApiState(TypedDict):
     announce: Announcer
     feeds: feeds_routes.FeedsState
     schema_registry: registry_routes.RegistryState
+    treasury: treasury_routes.TreasuryState
 
 
 @contextlib.asynccontextmanager
@@ -145,6 +147,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[ApiState]:
                 events=events,
             ),
             "schema_registry": registry_routes.RegistryState(PostgresSchemaStore(pool)),
+            "treasury": treasury_routes.TreasuryState(
+                pool=pool,
+                currency=settings.treasury_currency,
+                rates=settings.lcr_rates(),
+                control_stream=settings.treasury_control_stream,
+            ),
         }
     finally:
         await announcer.close()
@@ -227,6 +235,7 @@ def create_app(settings: Settings) -> Any:
     app.include_router(feeds_routes.router)
     app.include_router(feeds_pages.router)
     app.include_router(registry_routes.router)
+    app.include_router(treasury_routes.router)
     app.include_router(live.router)
     app.include_router(probes.router)
     app.add_api_route(

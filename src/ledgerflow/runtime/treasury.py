@@ -5,16 +5,24 @@ instance reads each stream."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
+import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from ledgerflow.db.connections import keep_search_path_off_our_schema
+from ledgerflow.db.connections import DatabaseError, connect, keep_search_path_off_our_schema
 from ledgerflow.kv.events import EventSink
 from ledgerflow.settings import Settings
 from ledgerflow.treasury.ingest import SOURCES, TreasuryIngest, default_stream
+from ledgerflow.treasury.lcr import LcrFigures
 from ledgerflow.treasury.ledger import BatchResult
+from ledgerflow.treasury.liquidity import lcr_now, record_minute
 from ledgerflow.treasury.normalise import Normaliser, RejectedTrade
 from ledgerflow.treasury.registry import HttpSchemaRegistry, schema_registry
 from ledgerflow.treasury.streams import RabbitStreams, StreamError
@@ -22,8 +30,91 @@ from ledgerflow.treasury.streams import RabbitStreams, StreamError
 log = structlog.get_logger(__name__)
 
 
-async def treasury_forever(settings: Settings, events: EventSink) -> None:
-    """Read every source until cancelled (a failure ends the worker's lead, like ingest)."""
+# Levels of the LCR people are told of when it crosses them: below the warning level
+# (LEDGERFLOW_LCR_WARNING), below the 100 % floor, and back above the warning level.
+OK, WARNING, BREACH = "ok", "warning", "breach"
+
+
+def level_of(figures: LcrFigures, warning: Decimal) -> str:
+    """Where the ratio stands: ok, warning (under the warning level) or breach (under 1)."""
+    if figures.lcr is None or figures.lcr >= warning:
+        return OK
+    return WARNING if figures.lcr >= 1 else BREACH
+
+
+class LiquidityWatch:
+    """Keeps the LCR of the ledger in view: recorded at every minute, sent to the console's
+    live feed when trades arrive (at most once a second), and told of (``tell``) when it
+    crosses the warning level or the floor."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        events: EventSink,
+        tell: Callable[[str, LcrFigures], None],
+    ) -> None:
+        self.settings = settings
+        self.events = events
+        self.tell = tell
+        self.level = OK
+        self._changed = asyncio.Event()
+
+    def changed(self) -> None:
+        """Trades were stored: the figures may have moved."""
+        self._changed.set()
+
+    async def run(self) -> None:
+        """Until cancelled; a database that cannot answer is asked again a second later."""
+        conn: psycopg.AsyncConnection[Any] | None = None
+        recorded: datetime | None = None
+        first = True
+        while True:
+            now = datetime.now(UTC)
+            minute = now.replace(second=0, microsecond=0)
+            wait = (minute + timedelta(minutes=1) - now).total_seconds()
+            if not first and recorded == minute:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), wait)
+            first = False
+            self._changed.clear()
+            try:
+                if conn is None or conn.closed:
+                    conn = await connect(self.settings.database_url, autocommit=True)
+                now = datetime.now(UTC)
+                if recorded != now.replace(second=0, microsecond=0):
+                    recorded = now.replace(second=0, microsecond=0)
+                    await record_minute(
+                        conn,
+                        recorded,
+                        currency=self.settings.treasury_currency,
+                        rates=self.settings.lcr_rates(),
+                    )
+                figures = await lcr_now(
+                    conn,
+                    now,
+                    currency=self.settings.treasury_currency,
+                    rates=self.settings.lcr_rates(),
+                )
+            except (psycopg.Error, DatabaseError) as exc:
+                log.warning("treasury.lcr_failed", error=str(exc))
+                if conn is not None:
+                    await conn.close()
+                conn = None
+                await asyncio.sleep(1.0)
+                continue
+            self.events.emit({"type": "lcr", "as_of": now.isoformat(), **figures.as_json()})
+            level = level_of(figures, self.settings.lcr_warning)
+            if level != self.level:
+                self.tell(level, figures)
+                self.level = level
+            await asyncio.sleep(1.0)  # at most once a second, however fast trades come
+
+
+async def treasury_forever(
+    settings: Settings, events: EventSink, tell: Callable[[str, LcrFigures], None]
+) -> None:
+    """Read every source until cancelled (a failure ends the worker's lead, like ingest),
+    and keep the LCR in view (``LiquidityWatch``)."""
     streams = RabbitStreams(settings.stream_server())
     pool = AsyncConnectionPool(
         settings.database_url,
@@ -53,6 +144,10 @@ async def treasury_forever(settings: Settings, events: EventSink) -> None:
                 "duplicates": result.duplicates,
             }
         )
+        watch.changed()
+
+    watch = LiquidityWatch(settings, events, tell)
+    watching = asyncio.create_task(watch.run(), name="treasury:lcr")
 
     try:
         normaliser = await Normaliser.start(registry)
@@ -70,6 +165,9 @@ async def treasury_forever(settings: Settings, events: EventSink) -> None:
         prefix = settings.treasury_stream_prefix
         await ingest.run({s: default_stream(s, prefix) for s in SOURCES})
     finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
         with contextlib.suppress(Exception):
             await streams.close()
         if isinstance(registry, HttpSchemaRegistry):

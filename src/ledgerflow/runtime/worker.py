@@ -249,7 +249,10 @@ class Worker:
                 tasks.add(asyncio.create_task(feed.run(), name="prices"))
             if settings.treasury:
                 tasks.add(
-                    asyncio.create_task(treasury_forever(settings, self.live), name="treasury")
+                    asyncio.create_task(
+                        treasury_forever(settings, self.live, self.announce.lcr_level),
+                        name="treasury",
+                    )
                 )
             stopping = asyncio.create_task(stop.wait(), name="stop")
             try:

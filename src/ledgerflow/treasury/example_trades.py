@@ -25,6 +25,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+from ledgerflow.treasury.instruments import Instrument
+from ledgerflow.treasury.lcr import Level
+
 EXAMPLE_DAY = date(2026, 3, 2)  # the trade date of the examples in schemas/examples
 CENT = Decimal("0.01")
 BASIS_POINT = Decimal("0.01")  # of a rate in per cent
@@ -423,3 +426,42 @@ def make_trade(
     if maker is None:
         raise ValueError(f"unknown trade source {source!r}; known: {sorted(_MAKERS)}")
     return maker(rng, trade_id(source, n, run_id), following(trading_day))
+
+
+def example_instruments(currency: str = "USD") -> list[Instrument]:
+    """Reference data for every instrument the example trades name, priced in ``currency``
+    terms where they are currencies (a currency's price is ``currency`` per unit):
+    government bonds Level 1, corporate bonds Level 2A, shares Level 2B equity; a bond's
+    price is per unit of nominal (its clean price over 100), under its ISIN and its CUSIP."""
+    rates = {currency: Decimal(1)}
+    for pair in PAIRS:
+        if pair.quote == currency:
+            rates[pair.base] = pair.mid
+        elif pair.base == currency:
+            rates[pair.quote] = (Decimal(1) / pair.mid).quantize(Decimal("1E-10"))
+    made = [
+        Instrument(code, "currency", None, Level.LEVEL_1, None, currency, price)
+        for code, price in sorted(rates.items())
+    ]
+    for bond in BONDS:
+        level = Level.LEVEL_1 if bond.government else Level.LEVEL_2A
+        issuer = "sovereign" if bond.government else "corporate"
+        for code in (bond.isin, bond.cusip):
+            if code is not None:
+                made.append(
+                    Instrument(code, "bond", issuer, level, None, bond.currency, bond.price / 100)
+                )
+    for share in SHARES:
+        for code in (share.ticker, share.isin):
+            made.append(
+                Instrument(
+                    code,
+                    "equity",
+                    "corporate",
+                    Level.LEVEL_2B,
+                    "equity",
+                    share.currency,
+                    share.price,
+                )
+            )
+    return made

@@ -89,9 +89,27 @@ FROM ledgerflow.rejected_messages WHERE queue = %(queue)s
 ORDER BY id DESC LIMIT 10;
 
 -- name: unknown_instruments
--- Held, and not in the reference data: counted in no HQLA level until it is loaded.
+-- Held, and not in the reference data: counted in no HQLA level until it is loaded. An
+-- interbank deal's "instrument" is its counterparty: it counts by its flows, not held.
 SELECT p.instrument, sum(p.quantity) AS quantity, array_agg(p.book ORDER BY p.book) AS books
 FROM ledgerflow.positions AS p
 WHERE NOT EXISTS (SELECT 1 FROM ledgerflow.instruments AS i WHERE i.instrument = p.instrument)
+  AND NOT EXISTS (SELECT 1 FROM ledgerflow.trades AS t
+                  WHERE t.instrument = p.instrument AND t.asset_class = 'interbank')
   AND p.quantity <> 0
 GROUP BY p.instrument ORDER BY p.instrument;
+
+-- name: positions
+SELECT p.book, p.instrument, p.quantity, i.hqla_level,
+       coalesce(i.asset_class, d.asset_class) AS asset_class,
+       i.instrument IS NULL AND d.asset_class IS NULL AS unknown_instrument
+FROM ledgerflow.positions AS p
+LEFT JOIN ledgerflow.instruments AS i ON i.instrument = p.instrument
+LEFT JOIN LATERAL (
+    SELECT 'interbank'::text AS asset_class FROM ledgerflow.trades AS t
+    WHERE t.instrument = p.instrument AND t.asset_class = 'interbank' LIMIT 1
+) AS d ON true
+ORDER BY p.book, p.instrument;
+
+-- name: cash_positions
+SELECT book, currency, amount FROM ledgerflow.cash_positions ORDER BY book, currency;

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import structlog
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
@@ -59,8 +60,22 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": "internal error; the server log has the details"}, 500)
 
 
+async def domain_missing(request: Request, exc: Exception) -> Response:
+    """A table of an optional domain this database was not migrated with: say how to add
+    it, rather than a bare 500."""
+    log.error("http.domain_missing", path=request.url.path, error=str(exc).splitlines()[0])
+    return JSONResponse(
+        {
+            "error": "this database lacks the tables this needs: migrate it with the domain "
+            "(ledgerflow migrate --treasury, or --rates)"
+        },
+        503,
+    )
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: http_error,
+    psycopg.errors.UndefinedTable: domain_missing,
     RequestValidationError: invalid_request,
     BodyTooLarge: too_large,
     500: internal_error,
