@@ -181,7 +181,9 @@ def queue() -> Iterator[str]:
     connection = pika.BlockingConnection(pika.URLParameters(SETTINGS.amqp_url))
     try:
         channel = connection.channel()
-        for queue_name in (name, marker_queue(name), f"{name}_prices"):
+        treasury = ("fx", "repos", "bonds", "equities", "interbank", "control", "normalised")
+        streams = [f"{name}.{suffix}" for suffix in treasury]  # when a test made them
+        for queue_name in (name, marker_queue(name), f"{name}_prices", *streams):
             channel.queue_delete(queue_name)
     finally:
         connection.close()

@@ -82,6 +82,9 @@ def test_run_brings_up_the_example_and_stops_cleanly(
             http_port=str(http_port),
             http_host="127.0.0.1",
             feeds_detect_interval="1",
+            treasury_stream_prefix=f"{queue}.",  # the example treasury's streams: this test's
+            treasury_control_stream=f"{queue}.control",
+            treasury_normalised_stream=f"{queue}.normalised",
         ),
         cwd=tmp_path,
     )
@@ -118,6 +121,14 @@ def test_run_brings_up_the_example_and_stops_cleanly(
     text = kept[0].read_text()
     assert f"new feed queue:{queue}" in text and "dba@example.test" in text
     assert f"http://127.0.0.1:{http_port}/onboarding/" in text
+    # The example treasury: trades of every desk stored, within their reference data.
+    eventually(
+        lambda: query(empty_db_url, "SELECT count(DISTINCT source) = 5 FROM ledgerflow.trades")[0][
+            0
+        ],
+        60,
+        "trades from every desk",
+    )
     run.signal(signal.SIGINT)
     assert run.wait(20) == 0, run.output()
 

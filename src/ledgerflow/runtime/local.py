@@ -37,6 +37,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def local_treasury(settings: Settings) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """The example treasury's producer, and LEDGERFLOW_TREASURY=true for the worker."""
+    producer = ["treasury", "produce", "--rate", "20", "--bad-ratio", "0.02"]
+    return {"treasury-producer": producer}, {"LEDGERFLOW_TREASURY": "true"}
+
+
 def local_mail(settings: Settings) -> tuple[dict[str, list[str]], dict[str, str]]:
     """The mailbox child and the variables pointing the others at it, unless a mail
     server is configured (then neither)."""
@@ -89,6 +95,14 @@ def where_to_look(settings: Settings, admin_password: str | None = None) -> str:
             f"  feeds     {console}onboarding  (the example queue becomes a feed within a minute)",
             *(
                 [
+                    f"  treasury  {console}treasury  (example trades of every desk, 20 a second;"
+                    " `ledgerflow treasury status`)"
+                ]
+                if settings.treasury
+                else []
+            ),
+            *(
+                [
                     f"  mail      the feed workflow's mails are kept in {MAILBOX_DIRECTORY}/"
                     " (.txt to read, .eml for a mail reader)"
                 ]
@@ -108,10 +122,11 @@ def run_local(settings: Settings, admin_password: str | None = None, grace: floa
     """
     print(where_to_look(settings, admin_password), file=sys.stderr, flush=True)
     mailbox, mail_env = local_mail(settings)
-    env = {**os.environ, **mail_env}
+    treasury, treasury_env = local_treasury(settings) if settings.treasury else ({}, {})
+    env = {**os.environ, **mail_env, **treasury_env}
     children = {
         name: subprocess.Popen([sys.executable, "-m", "ledgerflow", *args], env=env)
-        for name, args in {**mailbox, **CHILDREN}.items()
+        for name, args in {**mailbox, **CHILDREN, **treasury}.items()
     }
     stopping = False
 
