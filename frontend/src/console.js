@@ -264,3 +264,114 @@ document.addEventListener("DOMContentLoaded", () => {
   drawSeriesCharts();
   document.documentElement.dataset.scripts = "ready";
 });
+
+// Bar charts drawn from their table (HQLA by level): each row marked data-bar is a bar,
+// its length the cell marked data-bar-value; negative bars are deductions. A picture of
+// the table, which keeps the exact figures.
+
+function drawBarCharts() {
+  for (const table of document.querySelectorAll('table[data-chart="bars"]')) {
+    const holder = document.getElementById(table.dataset.chartHolder);
+    if (!holder) continue;
+    const bars = [...table.tBodies[0].rows]
+      .filter((row) => row.hasAttribute("data-bar"))
+      .map((row) => {
+        const cell = row.querySelector("[data-bar-value]");
+        return { row, label: row.cells[0].textContent.trim(), value: Number(cell?.dataset.value) || 0 };
+      });
+    const largest = Math.max(0, ...bars.map((bar) => Math.abs(bar.value)));
+    holder.replaceChildren(
+      ...bars.map(({ row, label, value }) => {
+        const line = document.createElement("div");
+        line.className = "bar-row";
+        const name = document.createElement("span");
+        name.textContent = label;
+        const track = document.createElement("div");
+        track.className = "bar-track";
+        const fill = document.createElement("div");
+        fill.className = `bar-fill${value < 0 ? " negative" : ""}${row.classList.contains("total") ? " total" : ""}`;
+        fill.style.width = `${largest ? (Math.abs(value) / largest) * 100 : 0}%`; // CSSOM: allowed by the CSP
+        track.append(fill);
+        line.append(name, track);
+        return line;
+      }),
+    );
+  }
+}
+
+// Ratios over time (the LCR today), drawn from their table: rows carry data-at (epoch
+// seconds), cells data-value (percent); the floor and the warning level as dashed lines.
+
+function drawRatioCharts() {
+  for (const table of document.querySelectorAll('table[data-chart="lcr"]')) {
+    const holder = document.getElementById(table.dataset.chartHolder);
+    if (!holder) continue;
+    holder.replaceChildren();
+    const names = [...table.tHead.rows[0].cells].slice(1).map((cell) => cell.textContent.trim());
+    const rows = [...table.tBodies[0].rows].filter((row) => row.dataset.at);
+    if (rows.length === 0) continue;
+    const value = (text) => (text === "" || text === undefined ? null : Number(text));
+    const times = rows.map((row) => Number(row.dataset.at));
+    const series = names.map((_, i) => rows.map((row) => value(row.cells[i + 1].dataset.value)));
+    const lines = [
+      ["100 % floor", Number(table.dataset.floor), "#b42318"],
+      ["warning level", Number(table.dataset.warning), "#d97706"],
+    ].filter(([, level]) => Number.isFinite(level));
+    const since = Number(table.dataset.since) || times[0];
+    const until = Math.max(Number(table.dataset.until) || 0, times[times.length - 1]);
+    const highest = Math.max(...lines.map(([, level]) => level), ...series.flat().filter((v) => v !== null));
+    new uPlot(
+      {
+        width: Math.max(300, holder.clientWidth || 640),
+        height: 240,
+        tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"), // as the table: UTC
+        scales: { x: { time: true, range: () => [since, until] }, y: { range: () => [0, highest * 1.1 || 1] } },
+        series: [
+          {},
+          ...names.map((name, i) => ({ label: name, stroke: PALETTE[i % PALETTE.length], width: 2, value: (u, v) => (v === null ? "—" : `${v} %`) })),
+          ...lines.map(([label, , stroke]) => ({ label, stroke, width: 1, dash: [6, 4], points: { show: false } })),
+        ],
+        axes: [{}, { label: "LCR (%)", size: 60 }],
+      },
+      [times, ...series, ...lines.map(([, level]) => times.map(() => level))],
+      holder,
+    );
+  }
+}
+
+// Pages that follow topics of the live feed (data-live-topics="trades lcr"): on any event
+// of those, the parts marked data-refresh are fetched again (at most once a second) and
+// their charts drawn again; after a reconnection too, since events may have been missed.
+
+function throttle(work, interval) {
+  let last = 0;
+  let timer = null;
+  return () => {
+    if (timer) return;
+    timer = setTimeout(async () => {
+      timer = null;
+      last = Date.now();
+      await work();
+    }, Math.max(0, last + interval - Date.now()));
+  };
+}
+
+function startTopicRefresh() {
+  const topics = (document.body.dataset.liveTopics || "").split(/\s+/).filter(Boolean);
+  if (topics.length === 0) return;
+  const refresh = throttle(async () => {
+    await refreshParts();
+    drawBarCharts();
+    drawRatioCharts();
+  }, 1000);
+  let snapshots = 0;
+  const handlers = { snapshot: () => { if (snapshots++ > 0) refresh(); } };
+  for (const topic of topics) handlers[topic] = refresh;
+  connectLive(topics, handlers);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  drawBarCharts();
+  drawRatioCharts();
+  startTopicRefresh();
+});

@@ -42,6 +42,7 @@ from ledgerflow.runtime.metrics import ApiMetrics
 from ledgerflow.settings import Settings
 from ledgerflow.transactions import rule_routes
 from ledgerflow.transactions.rules import BUILT_IN
+from ledgerflow.treasury import pages as treasury_pages
 from ledgerflow.treasury import registry_routes
 from ledgerflow.treasury import routes as treasury_routes
 from ledgerflow.treasury.registry import PostgresSchemaStore
@@ -236,6 +237,7 @@ def create_app(settings: Settings) -> Any:
     app.include_router(feeds_pages.router)
     app.include_router(registry_routes.router)
     app.include_router(treasury_routes.router)
+    app.include_router(treasury_pages.router)
     app.include_router(live.router)
     app.include_router(probes.router)
     app.add_api_route(
@@ -257,6 +259,7 @@ def create_app(settings: Settings) -> Any:
             "ledgerflow.transactions",
             "ledgerflow.lineage",
             "ledgerflow.feeds",
+            "ledgerflow.treasury",
         ]
     )
     probes.probed(app, health, metrics.registry)

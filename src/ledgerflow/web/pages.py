@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
@@ -24,6 +25,34 @@ def when(value: datetime | str | None) -> str:
         return ""
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def amount(value: Decimal | int | str | None, places: int = 2) -> str:
+    """A decimal as people read it, exactly: thousands separated, at least ``places``
+    decimals and every significant one after (``1234567.5`` → ``1,234,567.50``), never
+    through a float. A string is read as a Decimal (figures kept as JSON); ``None``: empty."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, float):
+        raise TypeError(f"{value!r}: a float is not exact; give a Decimal")
+    number = value if isinstance(value, Decimal) else Decimal(str(value))
+    if not number.is_finite():
+        return str(number)
+    sign = "-" if number.is_signed() and not number.is_zero() else ""
+    whole, _, fraction = format(number.copy_abs(), "f").partition(".")
+    fraction = fraction.rstrip("0").ljust(places, "0")
+    return f"{sign}{int(whole):,}" + (f".{fraction}" if fraction else "")
+
+
+def percent(value: Decimal | str | None, places: int = 2) -> str:
+    """A ratio as a percentage, exactly (``1.0525`` → ``105.25 %``); ``None``: empty."""
+    if value is None or value == "":
+        return ""
+    ratio = value if isinstance(value, Decimal) else Decimal(value)
+    sign, digits, exponent = ratio.as_tuple()
+    if not isinstance(exponent, int):
+        return str(ratio)
+    return f"{amount(Decimal((sign, digits, exponent + 2)), places)} %"  # exact, unlike * 100
 
 
 def code_spans(text: str | None) -> Markup:
@@ -45,6 +74,8 @@ class Pages:
         )
         self.env.filters["when"] = when
         self.env.filters["code_spans"] = code_spans
+        self.env.filters["amount"] = amount
+        self.env.filters["percent"] = percent
 
     def render(
         self, request: Request, template: str, status_code: int = 200, **context: Any
