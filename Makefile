@@ -62,7 +62,8 @@ acceptance: install services
 # PostgreSQL NOTIFY, then ingest with 0, 5 and 20 filtering rules and a trace at 10
 # million messages, then comparisons at 1 and 10 million ids, then feed detection at a
 # million batches and reconciliation at 10,000 tables, then trades into positions against
-# the stream's read ceiling and the normaliser alone (about an hour).
+# the stream's read ceiling and the normaliser alone, then the LCR at 1,000 to 100,000
+# instruments, in full and change by change (about an hour).
 bench: install services
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.ingest
@@ -74,6 +75,7 @@ bench: install services
 	$(BIN)/python -m bench.reconcile
 	$(BIN)/python -m bench.feeds
 	$(BIN)/python -m bench.treasury
+	$(BIN)/python -m bench.lcr
 
 # Not part of `make test`: about SOAK_MINUTES (default 10) of kills and restarts, then a check.
 soak: install services

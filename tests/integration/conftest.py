@@ -11,6 +11,7 @@ from ledgerflow.core.tracing import MessageTracer
 from ledgerflow.db.connections import connect
 from ledgerflow.runtime.worker import Worker
 from ledgerflow.settings import load_settings
+from ledgerflow.treasury.streams import DEFAULT_URL, RabbitStreams, StreamServer
 
 from ..polling import eventually
 
@@ -112,3 +113,23 @@ async def scalar(conn: psycopg.AsyncConnection[Any], sql: str) -> Any:
     row = await cursor.fetchone()
     await conn.commit()
     return row[0] if row else None
+
+
+@pytest.fixture
+async def streams() -> AsyncIterator[RabbitStreams]:
+    """The broker's streams; those created through it are deleted afterwards."""
+    broker = RabbitStreams(StreamServer.from_url(DEFAULT_URL))
+    made: list[str] = []
+    original = broker.create
+
+    async def create(stream: str) -> None:
+        made.append(stream)
+        await original(stream)
+
+    broker.create = create  # type: ignore[method-assign]  # remember what to delete
+    yield broker
+    await broker.close()  # first: a reader told its stream is gone would reconnect
+    cleaner = RabbitStreams(StreamServer.from_url(DEFAULT_URL))
+    for stream in set(made):
+        await cleaner.delete(stream)
+    await cleaner.close()

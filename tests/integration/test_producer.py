@@ -17,31 +17,11 @@ from psycopg_pool import AsyncConnectionPool
 from ledgerflow.treasury.normalise import Normaliser, RejectedTrade
 from ledgerflow.treasury.producer import SOURCES, example_messages, produce, subject_of
 from ledgerflow.treasury.registry import PostgresSchemaStore
-from ledgerflow.treasury.streams import DEFAULT_URL, RabbitStreams, StreamServer
+from ledgerflow.treasury.streams import RabbitStreams
 
 pytestmark = pytest.mark.integration
 SEED = 20260302
 COUNT, BAD_RATIO, AVRO_RATIO = 500, 0.05, 0.5
-
-
-@pytest.fixture
-async def streams() -> AsyncIterator[RabbitStreams]:
-    """The broker's streams; those created through it are deleted afterwards."""
-    broker = RabbitStreams(StreamServer.from_url(DEFAULT_URL))
-    made: list[str] = []
-    original = broker.create
-
-    async def create(stream: str) -> None:
-        made.append(stream)
-        await original(stream)
-
-    broker.create = create  # type: ignore[method-assign]  # remember what to delete
-    yield broker
-    await broker.close()  # first: a reader told its stream is gone would reconnect
-    cleaner = RabbitStreams(StreamServer.from_url(DEFAULT_URL))
-    for stream in set(made):
-        await cleaner.delete(stream)
-    await cleaner.close()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from ledgerflow.treasury.ledger import next_offset
 from ledgerflow.treasury.normalise import Normaliser, RejectedTrade
 from ledgerflow.treasury.positions import Positions, Trade
 from ledgerflow.treasury.registry import PostgresSchemaStore
-from ledgerflow.treasury.streams import DEFAULT_URL, RabbitStreams, StreamServer
+from ledgerflow.treasury.streams import RabbitStreams
 
 from ..polling import eventually
 
@@ -49,25 +49,6 @@ def fx_trade(rng: random.Random, n: int, prefix: str) -> bytes:
             "value_date": "2026-12-02",
         }
     ).encode()
-
-
-@pytest.fixture
-async def streams() -> AsyncIterator[RabbitStreams]:
-    broker = RabbitStreams(StreamServer.from_url(DEFAULT_URL))
-    made: list[str] = []
-    original = broker.create
-
-    async def create(stream: str) -> None:
-        made.append(stream)
-        await original(stream)
-
-    broker.create = create  # type: ignore[method-assign]  # remember what to delete
-    yield broker
-    await broker.close()  # first: a reader told its stream is gone would reconnect
-    cleaner = RabbitStreams(StreamServer.from_url(DEFAULT_URL))
-    for stream in set(made):
-        await cleaner.delete(stream)
-    await cleaner.close()
 
 
 @pytest.fixture

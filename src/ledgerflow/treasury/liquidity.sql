@@ -25,21 +25,26 @@ GROUP BY currency ORDER BY currency;
 -- name: positions
 -- Every position with its reference data (null when there is none), whether it holds FX
 -- (a currency bought or sold) or interbank claims, and the part of it unsettled on the
--- as-of date (FX only, as above).
+-- as-of date (FX only, as above). The FX and interbank trades are read once, grouped by
+-- book and instrument, not once a position.
+WITH kinds AS (
+    SELECT book, instrument,
+           bool_or(asset_class = 'fx') AS fx,
+           bool_or(asset_class = 'interbank') AS interbank,
+           sum(CASE WHEN asset_class = 'fx' AND settlement_date > %(day)s
+                    THEN CASE side WHEN 'buy' THEN quantity ELSE -quantity END END) AS unsettled
+    FROM ledgerflow.trades
+    WHERE asset_class IN ('fx', 'interbank')
+    GROUP BY book, instrument
+)
 SELECT p.book, p.instrument, p.quantity,
        i.asset_class, i.hqla_level, i.haircut_category, i.currency, i.price,
-       EXISTS (SELECT 1 FROM ledgerflow.trades t
-               WHERE t.book = p.book AND t.instrument = p.instrument
-                 AND t.asset_class = 'fx') AS fx,
-       EXISTS (SELECT 1 FROM ledgerflow.trades t
-               WHERE t.book = p.book AND t.instrument = p.instrument
-                 AND t.asset_class = 'interbank') AS interbank,
-       coalesce((SELECT sum(CASE t.side WHEN 'buy' THEN t.quantity ELSE -t.quantity END)
-                 FROM ledgerflow.trades t
-                 WHERE t.book = p.book AND t.instrument = p.instrument
-                   AND t.asset_class = 'fx' AND t.settlement_date > %(day)s), 0) AS unsettled
+       coalesce(k.fx, false) AS fx,
+       coalesce(k.interbank, false) AS interbank,
+       coalesce(k.unsettled, 0) AS unsettled
 FROM ledgerflow.positions p
 LEFT JOIN ledgerflow.instruments i ON i.instrument = p.instrument
+LEFT JOIN kinds k ON k.book = p.book AND k.instrument = p.instrument
 ORDER BY p.instrument, p.book;
 
 -- name: horizon_trades
