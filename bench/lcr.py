@@ -1,4 +1,4 @@
-"""The LCR recomputed from the ledger against the incremental path (not in ``make bench``).
+"""The LCR recomputed from the ledger against the incremental path (in ``make bench``).
 
     python -m bench.lcr [--seed 20261130] [--runs 5] [--sizes 1000 10000 100000]
 
