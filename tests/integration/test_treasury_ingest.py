@@ -19,11 +19,11 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from ledgerflow.treasury.ingest import TreasuryIngest
-from ledgerflow.treasury.ledger import next_offset
+from ledgerflow.treasury.ledger import next_offset, write_batch
 from ledgerflow.treasury.normalise import Normaliser, RejectedTrade
 from ledgerflow.treasury.positions import Positions, Trade
 from ledgerflow.treasury.registry import PostgresSchemaStore
-from ledgerflow.treasury.streams import RabbitStreams
+from ledgerflow.treasury.streams import RabbitStreams, StreamMessage
 
 from ..polling import eventually
 
@@ -221,3 +221,40 @@ async def test_a_control_message_naming_no_stream_is_refused_and_reading_goes_on
     assert [r[0] for r in await cursor.fetchall()] == ["unknown_stream", "not_json"]
     cursor = await conn.execute("SELECT stream FROM ledgerflow.treasury_sources")
     assert await cursor.fetchall() == [(stream,)]
+
+
+async def test_a_message_the_normaliser_fails_on_is_rejected_not_the_batch(
+    conn: psycopg.AsyncConnection[Any], normaliser: Normaliser
+) -> None:
+    await conn.set_autocommit(True)
+    rng = random.Random(SEED + 3)
+    good = fx_trade(rng, 1, "s")
+    nul = json.dumps({**json.loads(fx_trade(rng, 2, "s")), "deal_id": "X\u0000"}).encode()
+    deep = b"[" * 100_000
+    late = json.dumps(
+        {**json.loads(fx_trade(rng, 3, "s")), "trade_time": "9999-12-31T23:30:00-01:00"}
+    ).encode()
+    batch = [
+        StreamMessage("s", offset, body)
+        for offset, body in enumerate([good, nul, deep, late, fx_trade(rng, 4, "s")])
+    ]
+    result = await write_batch(conn, "fx", batch, normaliser.normalise, (RejectedTrade,))
+    assert (result.stored, result.rejected, result.next_offset) == (2, 3, 5)
+    cursor = await conn.execute(
+        "SELECT reason FROM ledgerflow.rejected_messages WHERE queue = 'stream:s' ORDER BY id"
+    )
+    assert [r[0] for r in await cursor.fetchall()] == ["bad_field", "not_json", "invalid_trade"]
+
+
+async def test_offsets_the_broker_no_longer_holds_are_recorded_not_passed_silently(
+    conn: psycopg.AsyncConnection[Any], normaliser: Normaliser
+) -> None:
+    await conn.set_autocommit(True)
+    rng = random.Random(SEED + 4)
+    batch = [StreamMessage("g", offset, fx_trade(rng, offset, "g")) for offset in (10, 11, 12)]
+    result = await write_batch(conn, "fx", batch, normaliser.normalise, (RejectedTrade,))
+    assert (result.stored, result.next_offset) == (3, 13)
+    cursor = await conn.execute(
+        "SELECT reason, message_id FROM ledgerflow.rejected_messages WHERE queue = 'stream:g'"
+    )
+    assert await cursor.fetchall() == [("offsets_missing", "g@0..9")]

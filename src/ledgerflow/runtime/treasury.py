@@ -161,6 +161,7 @@ async def treasury_forever(
             batch_size=settings.treasury_batch_size,
             on_batch=batch_done,
             control=settings.treasury_control_stream,
+            reserved=(normalised,) if normalised else (),
         )
         prefix = settings.treasury_stream_prefix
         await ingest.run({s: default_stream(s, prefix) for s in SOURCES})

@@ -55,7 +55,7 @@ def parse_control(body: bytes, sources: tuple[str, ...]) -> Swap:
     """The swap a control message asks for; ControlRefused when it asks for none."""
     try:
         message = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ControlRefused("not_json", "a control message is a JSON object") from None
     if not isinstance(message, dict):
         raise ControlRefused("not_json", "a control message is a JSON object")
@@ -65,10 +65,12 @@ def parse_control(body: bytes, sources: tuple[str, ...]) -> Swap:
     if not isinstance(stream, str) or not _STREAM.fullmatch(stream):
         raise ControlRefused("bad_stream", "stream: 1 to 255 letters, digits, '.', '_', '-'")
     if offset is not None and (
-        not isinstance(offset, int) or isinstance(offset, bool) or offset < 0
+        not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset < 2**63
     ):
         raise ControlRefused("bad_offset", "offset: a whole number, 0 or more")
-    return Swap(str(source), stream, offset, message)
+    # Only what was checked is kept: the rest of the message is the sender's, not ours.
+    kept = {"source": source, "stream": stream} | ({} if offset is None else {"offset": offset})
+    return Swap(str(source), stream, offset, kept)
 
 
 async def current_streams(conn: psycopg.AsyncConnection[Any]) -> dict[str, dict[str, Any]]:

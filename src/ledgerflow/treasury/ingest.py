@@ -79,6 +79,7 @@ class TreasuryIngest:
         max_wait: float = 0.05,
         on_batch: Callable[[str, BatchResult], Awaitable[None]] | None = None,
         control: str = CONTROL_STREAM,
+        reserved: tuple[str, ...] = (),
     ) -> None:
         self.database_url = database_url
         self.streams = streams
@@ -89,6 +90,7 @@ class TreasuryIngest:
         self.on_batch = on_batch
         self.readers: dict[str, Reader] = {}
         self.control_stream = control
+        self.reserved = reserved  # streams no source may read (where trades are written on)
 
     def start(self, source: str, stream: str) -> Reader:
         """Start reading ``stream`` for ``source`` (from its stored offset)."""
@@ -223,13 +225,24 @@ class TreasuryIngest:
         outcome: Swap | ControlRefused
         try:
             outcome = parse_control(message.body, tuple(self.readers) or SOURCES)
+            taken = {r.stream for s, r in self.readers.items() if s != outcome.source}
+            if outcome.stream in taken | {self.control_stream, *self.reserved}:
+                # Offsets are kept per stream: two readers of one stream would each take
+                # the other's messages for rejections and pass them.
+                raise ControlRefused("stream_in_use", f"{outcome.stream!r} is read already")
             if not await self.streams.exists(outcome.stream):
                 raise ControlRefused("unknown_stream", f"no stream {outcome.stream!r}")
         except ControlRefused as refused:
             log.warning("treasury.control_refused", reason=refused.reason, detail=refused.detail)
             await apply_control(conn, message, refused)
             return
+        old = self.readers.get(outcome.source)
         await self.stop(outcome.source)  # its last batch is committed
-        await apply_control(conn, message, outcome)
+        try:
+            await apply_control(conn, message, outcome)
+        except BaseException:
+            if old is not None:  # nothing was recorded: the source reads on as it did
+                self.start(outcome.source, old.stream)
+            raise
         self.start(outcome.source, outcome.stream)
         log.info("treasury.swapped", source=outcome.source, stream=outcome.stream)

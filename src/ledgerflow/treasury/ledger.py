@@ -19,17 +19,29 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import structlog
 
 from ledgerflow.db.queries import Queries
 from ledgerflow.db.rejected import RejectedMessage, record_rejected
 from ledgerflow.treasury.normalise import NormalisedTrade
+from ledgerflow.treasury.registry import SchemaRegistryError
 from ledgerflow.treasury.streams import StreamMessage
 
 QUERIES = Queries.of("ledgerflow.treasury")
+log = structlog.get_logger(__name__)
 
 # A source's message (its body) → one canonical trade and its message for
 # ``trades.normalised``; raises an exception with ``reason`` and ``detail`` when it cannot.
 Normalise = Callable[[str, bytes], Awaitable[NormalisedTrade]]
+
+
+class _Unexpected(Exception):
+    """A message the normaliser failed on in a way it did not foresee."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.reason = "invalid_trade"
+        self.detail = f"{type(error).__name__}: {error}"[:1000]
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,26 @@ async def write_batch(
         assert row is not None
         committed = int(row[0])
         fresh = [m for m in messages if m.offset >= committed]
+        if fresh and fresh[0].offset > committed:
+            # The broker no longer holds what follows the last commit (its retention
+            # removed it): say so where rejections are seen, never pass it in silence.
+            missing = f"{committed}..{fresh[0].offset - 1}"
+            log.error("treasury.offsets_missing", stream=stream, offsets=missing)
+            await record_rejected(
+                conn,
+                f"stream:{stream}",
+                [
+                    RejectedMessage(
+                        message_id=f"{stream}@{missing}",
+                        reason="offsets_missing",
+                        detail=f"offsets {missing} were no longer in the stream when read: "
+                        "its retention removed them before they were stored",
+                        body=b"",
+                        properties={"stream": stream, "from": committed, "to": fresh[0].offset - 1},
+                        received_at=datetime.now(UTC),
+                    )
+                ],
+            )
         trades: list[dict[str, Any]] = []
         bodies: dict[str, bytes] = {}
         rejected: list[RejectedMessage] = []
@@ -89,6 +121,14 @@ async def write_batch(
                 normalised = await normalise(source, message.body)
             except refusals as exc:
                 rejected.append(_rejected(message, exc))
+                continue
+            except (psycopg.Error, SchemaRegistryError):
+                raise  # the database or the registry: the batch is tried again
+            except Exception as exc:
+                # Anything else one message makes the normaliser raise is that message's
+                # fault: it is rejected with what was raised, never the whole stream's.
+                log.warning("treasury.unexpected_refusal", error=repr(exc)[:300])
+                rejected.append(_rejected(message, _Unexpected(exc)))
                 continue
             trade = normalised.trade
             bodies.setdefault(str(trade["trade_id"]), normalised.body)
@@ -150,7 +190,7 @@ def _rejected(message: StreamMessage, exc: Exception) -> RejectedMessage:
     return RejectedMessage(
         message_id=f"{message.stream}@{message.offset}",
         reason=str(getattr(exc, "reason", "invalid")),
-        detail=str(getattr(exc, "detail", exc))[:1000],
+        detail=str(getattr(exc, "detail", exc)).replace("\x00", "\\0")[:1000],
         body=message.body,
         properties={"stream": message.stream, "offset": message.offset},
         received_at=message.timestamp or datetime.now(UTC),

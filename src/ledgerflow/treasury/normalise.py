@@ -142,6 +142,8 @@ def text(field: str) -> Convert:
         value = _value(message, field)
         if not isinstance(value, str) or not value.strip():
             raise RejectedTrade("bad_field", f"{field}: expected non-empty text")
+        if "\x00" in value or len(value) > 1000:
+            raise RejectedTrade("bad_field", f"{field}: no NUL character, at most 1,000 characters")
         return value
 
     return convert
@@ -475,6 +477,8 @@ def parse_json(body: bytes) -> dict[str, Any]:
         value = json.loads(body, parse_float=Decimal, parse_constant=_refuse_constant)
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError among them
         raise RejectedTrade("not_json", str(exc)) from None
+    except RecursionError:
+        raise RejectedTrade("not_json", "nested too deeply") from None
     if not isinstance(value, dict):
         raise RejectedTrade("not_object", f"JSON {type(value).__name__}, expected an object")
     return value

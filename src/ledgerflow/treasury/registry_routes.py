@@ -43,7 +43,7 @@ router = APIRouter(prefix="/registry", tags=["schema registry"])
 can_read = require("read")
 can_register = require("schemas:write")
 SchemaId = Annotated[int, Path(ge=1, le=2**31 - 1)]
-Subject = Annotated[str, Path(min_length=1, max_length=255)]
+Subject = Annotated[str, Path(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f]+$")]
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ async def register(
         if body.get("schemaType", "AVRO") != "AVRO":
             return error(request, 422, 42201, "only Avro schemas are kept here")
         schema = json.loads(body["schema"])
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return error(
             request, 422, 42201, 'Invalid schema: the body must be {"schema": "<Avro schema>"}'
         )
@@ -145,6 +145,8 @@ async def register(
         return error(request, 409, 409, str(exc))
     except InvalidSchema as exc:
         return error(request, 422, 42201, f"Invalid schema: {exc}")
+    except RecursionError:
+        return error(request, 422, 42201, "Invalid schema: nested too deeply")
     async with store.pool.connection() as conn:
         await audit(
             conn,

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -152,9 +152,16 @@ async def instruments(
     if len(body) > MAX_CSV_BYTES:
         return _refused("body", f"at most {MAX_CSV_BYTES:,} bytes", 413)
     try:
-        rows = parse_instruments_csv(body.decode("utf-8"))
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         return _refused("body", "not UTF-8 text")
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        return JSONResponse(
+            {"error": f"line {line}: a NUL character", "parameter": "body", "line": line}, 422
+        )
+    try:
+        rows = parse_instruments_csv(text)
     except InstrumentsCsvError as exc:
         return JSONResponse({"error": str(exc), "parameter": exc.column, "line": exc.line}, 422)
     async with treasury_state(request).pool.connection() as conn:
@@ -165,7 +172,8 @@ async def instruments(
 class BalanceIn(BaseModel):
     """A run-off category's balance."""
 
-    amount: Decimal = Field(ge=0, max_digits=30, decimal_places=10, examples=["1250000.00"])
+    # A decimal string: a JSON number would be read as a float on the way in.
+    amount: str = Field(pattern=r"^\d{1,20}(\.\d{1,10})?$", examples=["1250000.00"])
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
 
 
@@ -184,10 +192,12 @@ async def balance(
     is the balance times the category's run-off rate."""
     try:
         async with treasury_state(request).pool.connection() as conn:
-            await set_balance(conn, category, body.amount, identity.actor, currency=body.currency)
+            await set_balance(
+                conn, category, Decimal(body.amount), identity.actor, currency=body.currency
+            )
     except ValueError as exc:
         return _refused("category" if "categor" in str(exc) else "amount", str(exc))
-    return JSONResponse({"category": category, "amount": str(body.amount)})
+    return JSONResponse({"category": category, "amount": body.amount})
 
 
 def _adjustment(found: Adjustment) -> dict[str, Any]:
@@ -212,12 +222,25 @@ class AdjustmentIn(BaseModel):
     repo's collateral, from ``valid_from`` until ``valid_until``, with its reason."""
 
     kind: Literal["instrument", "trade"]
-    target: str = Field(min_length=1, max_length=200, examples=["XS0000000001"])
+    target: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")
     level: Literal["1", "2A", "2B", "none"]
     haircut_category: Literal["rmbs", "corporate_debt", "equity"] | None = None
     valid_from: datetime
     valid_until: datetime
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: str = Field(min_length=1, max_length=2000, pattern=r"^[^\x00]+$")
+
+    @field_validator("valid_from", "valid_until")
+    @classmethod
+    def _in_range(cls, value: datetime) -> datetime:
+        if value.utcoffset() is None:
+            raise ValueError("give a time zone (2026-11-30T09:00:00Z)")
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("a time between the years 1 and 9999") from None
+        if not 1900 <= value.astimezone(UTC).year <= 9998:
+            raise ValueError("a time between the years 1900 and 9998")
+        return value
 
 
 @router.post(
