@@ -403,3 +403,12 @@ async def test_a_mapping_that_breaks_the_canonical_schema_is_rejected(
     broken = SourceMapping("fx", "fx", {**MAPPINGS["fx"].fields, "instrument": constant(1.5)})
     monkeypatch.setitem(MAPPINGS, "fx", broken)
     assert await reason_of(normaliser, "fx", example("fx")) == "invalid_trade"
+
+
+async def test_without_a_stream_to_write_on_no_canonical_message_is_made() -> None:
+    registry = MemoryRegistry()
+    encoding = await Normaliser.start(registry)
+    silent = await Normaliser.start(registry, encode=False)
+    made = await encoding.normalise("fx", example("fx"))
+    bare = await silent.normalise("fx", example("fx"))
+    assert bare.trade == made.trade and bare.body == b"" and made.body

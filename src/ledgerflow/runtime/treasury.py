@@ -150,7 +150,7 @@ async def treasury_forever(
     watching = asyncio.create_task(watch.run(), name="treasury:lcr")
 
     try:
-        normaliser = await Normaliser.start(registry)
+        normaliser = await Normaliser.start(registry, encode=bool(normalised))
         if normalised:
             await streams.create(normalised)
         ingest = TreasuryIngest(
