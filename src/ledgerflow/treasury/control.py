@@ -99,7 +99,10 @@ async def apply_control(
     it, in one transaction: the source's new stream, or the refusal with its reason."""
     async with conn.transaction():
         await conn.execute(QUERIES["ensure_offset"], {"stream": message.stream})
-        await conn.execute(QUERIES["lock_offset"], {"stream": message.stream})
+        cursor = await conn.execute(QUERIES["lock_offset"], {"stream": message.stream})
+        row = await cursor.fetchone()
+        if row is not None and message.offset < int(row[0]):
+            return  # applied already: the control stream's offset is past it
         if isinstance(swap, Swap):
             await conn.execute(
                 QUERIES["swap_source"],
