@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
+import structlog
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ledgerflow.db.queries import Queries
+
+log = structlog.get_logger(__name__)
 
 APPLICATION_NAME = "ledgerflow"
 QUERIES = Queries.of("ledgerflow.db")
@@ -121,3 +126,30 @@ async def ping(url: str, connect_timeout: int = 2) -> None:
     conn = await connect(url, connect_timeout=connect_timeout)
     async with conn:
         await conn.execute(QUERIES["ping"])
+
+
+async def every(
+    url: str,
+    seconds: float,
+    turn: Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]],
+    failed: str,
+) -> None:
+    """Call ``turn`` every ``seconds`` on a connection of its own (autocommit) until
+    cancelled. A database that cannot answer is logged as ``failed`` and asked again, on
+    a new connection, at the next turn: a periodic task never ends its process."""
+    conn: psycopg.AsyncConnection[Any] | None = None
+    try:
+        while True:
+            try:
+                if conn is None or conn.closed:
+                    conn = await connect(url, autocommit=True)
+                await turn(conn)
+            except (psycopg.Error, DatabaseError) as exc:
+                log.warning(failed, error=str(exc))
+                if conn is not None:
+                    await conn.close()
+                conn = None
+            await asyncio.sleep(seconds)
+    finally:
+        if conn is not None:
+            await conn.close()

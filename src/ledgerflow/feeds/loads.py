@@ -11,7 +11,6 @@ follows the number of (source, table) pairs, not of loads (``ledgerflow.load_pai
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import structlog
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from ledgerflow.db.connections import DatabaseError, connect
+from ledgerflow.db.connections import every
 from ledgerflow.db.queries import Queries
 from ledgerflow.feeds.letters import Letters
 from ledgerflow.feeds.load_logs import LoadLogMapping, fetch_reading, load_pairs_query
@@ -161,34 +160,23 @@ async def feeds(conn: psycopg.AsyncConnection[Any], limit: int = 1000) -> list[F
 
 async def detect_forever(
     url: str,
-    every: float,
+    seconds: float,
     letters: Letters,
     on_new: Callable[[list[Feed]], None] = lambda found: None,
     *,
     external: LoadLogMapping | None = None,
 ) -> None:
-    """Detect every ``every`` seconds, on a connection of its own, until cancelled (the
+    """Detect every ``seconds``, on a connection of its own, until cancelled (the
     active worker runs it, so exactly one instance does), reading the ``external`` load
     log too when given; ``on_new`` is given the feeds a detection found, if any. A
     database that cannot answer is logged and asked again at the next turn: detection
     never ends the worker's lead."""
-    conn: psycopg.AsyncConnection[Any] | None = None
-    try:
-        while True:
-            try:
-                if conn is None or conn.closed:
-                    conn = await connect(url, autocommit=True)
-                found = await detect(conn, letters, external=external)
-                for feed in found:
-                    log.info("feeds.detected", source=feed.source, table=feed.table_name)
-                if found:
-                    on_new(found)  # their mails are in the outbox
-            except (psycopg.Error, DatabaseError) as exc:
-                log.warning("feeds.detect_failed", error=str(exc))
-                if conn is not None:
-                    await conn.close()
-                conn = None
-            await asyncio.sleep(every)
-    finally:
-        if conn is not None:
-            await conn.close()
+
+    async def turn(conn: psycopg.AsyncConnection[Any]) -> None:
+        found = await detect(conn, letters, external=external)
+        for feed in found:
+            log.info("feeds.detected", source=feed.source, table=feed.table_name)
+        if found:
+            on_new(found)  # their mails are in the outbox
+
+    await every(url, seconds, turn, "feeds.detect_failed")

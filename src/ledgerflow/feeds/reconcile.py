@@ -13,7 +13,6 @@ one SQL statement in one transaction, one run at a time (an advisory lock).
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections import Counter
@@ -28,7 +27,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from ledgerflow.auth.store import audit
-from ledgerflow.db.connections import DatabaseError, connect
+from ledgerflow.db.connections import every
 from ledgerflow.db.queries import Queries
 from ledgerflow.feeds.load_logs import LoadLogMapping, fetch_reading, load_pairs_query
 from ledgerflow.reports.pdf import Heading, Paragraph, Table, csv_report, pdf_report
@@ -401,39 +400,28 @@ def findings_pdf(found: list[Finding], run: Reconciliation | None, generated_at:
 
 async def reconcile_forever(
     url: str,
-    every: float,
+    seconds: float,
     on_new: Callable[[Reconciliation], Awaitable[None]],
     *,
     external: LoadLogMapping | None = None,
     tell: Tell | None = None,
 ) -> None:
-    """Reconcile every ``every`` seconds, on a connection of its own, until cancelled,
+    """Reconcile every ``seconds``, on a connection of its own, until cancelled,
     counting the loads of the ``external`` load log too when given, telling of new
     findings through ``tell`` (see ``reconcile``), and hand each run that found something
     new or reopened to ``on_new``. A database that cannot answer is
     logged and asked again at the next turn."""
-    conn: psycopg.AsyncConnection[Any] | None = None
-    try:
-        while True:
-            try:
-                if conn is None or conn.closed:
-                    conn = await connect(url, autocommit=True)
-                result = await reconcile(conn, RAN_BY, external=external, tell=tell)
-                log.info(
-                    "feeds.reconciled",
-                    found=result.found,
-                    new=len(result.new),
-                    closed=result.closed,
-                    seconds=round(result.seconds, 3),
-                )
-                if result.new:
-                    await on_new(result)
-            except (psycopg.Error, DatabaseError) as exc:
-                log.warning("feeds.reconcile_failed", error=str(exc))
-                if conn is not None:
-                    await conn.close()
-                conn = None
-            await asyncio.sleep(every)
-    finally:
-        if conn is not None:
-            await conn.close()
+
+    async def turn(conn: psycopg.AsyncConnection[Any]) -> None:
+        result = await reconcile(conn, RAN_BY, external=external, tell=tell)
+        log.info(
+            "feeds.reconciled",
+            found=result.found,
+            new=len(result.new),
+            closed=result.closed,
+            seconds=round(result.seconds, 3),
+        )
+        if result.new:
+            await on_new(result)
+
+    await every(url, seconds, turn, "feeds.reconcile_failed")
