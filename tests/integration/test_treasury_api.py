@@ -15,10 +15,12 @@ from starlette.testclient import TestClient
 
 from ledgerflow.auth import store
 from ledgerflow.runtime.api import create_app
-from ledgerflow.runtime.treasury import BREACH, OK, WARNING, level_of
+from ledgerflow.runtime.treasury import BREACH, OK, WARNING, LiquidityWatch, level_of
 from ledgerflow.settings import load_settings
 from ledgerflow.treasury.lcr import Flow, Holding, Level, compute_lcr
 from ledgerflow.treasury.liquidity import lcr_now, record_minute
+
+from ..polling import eventually
 
 pytestmark = pytest.mark.integration
 INSTRUMENTS = """instrument,asset_class,issuer_type,hqla_level,haircut_category,currency,price
@@ -169,3 +171,42 @@ def test_the_levels_people_are_told_of() -> None:
     assert level_of(figures("1.20"), warning) == OK
     assert level_of(figures("1.05"), warning) == WARNING
     assert level_of(figures("0.99"), warning) == BREACH
+
+
+async def test_a_minute_keeps_the_figures_its_last_change_left_and_each_is_sent(
+    conn: psycopg.AsyncConnection[Any], db_url: str, redis_url: str
+) -> None:
+    await conn.set_autocommit(True)
+    await seed(conn)
+    await conn.execute(
+        "INSERT INTO ledgerflow.instruments (instrument, asset_class, hqla_level, currency, price)"
+        " VALUES ('USD', 'currency', '1', 'USD', 1), ('UST10', 'bond', '1', 'USD', 100)"
+    )
+    await conn.execute(
+        "INSERT INTO ledgerflow.treasury_balances (category, amount, updated_by)"
+        " VALUES ('retail_stable', 100000, 't')"
+    )
+    sent: list[dict[str, Any]] = []
+    told: list[str] = []
+
+    class Events:
+        def emit(self, event: Any) -> None:
+            sent.append(dict(event))
+
+    settings = load_settings(database_url=db_url, redis_url=redis_url, rates_cache_url=redis_url)
+    watch = LiquidityWatch(settings, Events(), lambda level, _figures: told.append(level))
+    running = asyncio.create_task(watch.run())
+    try:
+        await eventually(lambda: [e for e in sent if e["lcr"] == "30.000000"], 10)
+        await conn.execute("UPDATE ledgerflow.cash_positions SET amount = 0")
+        watch.changed()
+        await eventually(lambda: [e for e in sent if e["lcr"] == "20.000000"], 10)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    cursor = await conn.execute(
+        "SELECT figures->>'lcr' FROM ledgerflow.lcr_history WHERE adjusted"
+        " ORDER BY minute DESC LIMIT 1"
+    )
+    assert await cursor.fetchone() == ("20.000000",)  # the minute's last figures
+    assert told == []  # far above the warning level: nobody to tell

@@ -22,7 +22,7 @@ from ledgerflow.settings import Settings
 from ledgerflow.treasury.ingest import SOURCES, TreasuryIngest, default_stream
 from ledgerflow.treasury.lcr import LcrFigures
 from ledgerflow.treasury.ledger import BatchResult
-from ledgerflow.treasury.liquidity import lcr_now, record_minute
+from ledgerflow.treasury.liquidity import record_minute
 from ledgerflow.treasury.normalise import Normaliser, RejectedTrade
 from ledgerflow.treasury.registry import HttpSchemaRegistry, schema_registry
 from ledgerflow.treasury.streams import RabbitStreams, StreamError
@@ -64,50 +64,44 @@ class LiquidityWatch:
         self._changed.set()
 
     async def run(self) -> None:
-        """Until cancelled; a database that cannot answer is asked again a second later."""
+        """Until cancelled: the figures are recorded as the current minute's (a minute
+        keeps its last), sent and judged after each change, at most once a second, and
+        at every minute even without one. A database that cannot answer is asked again a
+        second later."""
         conn: psycopg.AsyncConnection[Any] | None = None
-        recorded: datetime | None = None
-        first = True
-        while True:
-            now = datetime.now(UTC)
-            minute = now.replace(second=0, microsecond=0)
-            wait = (minute + timedelta(minutes=1) - now).total_seconds()
-            if not first and recorded == minute:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), wait)
-            first = False
-            self._changed.clear()
-            try:
-                if conn is None or conn.closed:
-                    conn = await connect(self.settings.database_url, autocommit=True)
-                now = datetime.now(UTC)
-                if recorded != now.replace(second=0, microsecond=0):
-                    recorded = now.replace(second=0, microsecond=0)
-                    await record_minute(
+        try:
+            while True:
+                try:
+                    if conn is None or conn.closed:
+                        conn = await connect(self.settings.database_url, autocommit=True)
+                    now = datetime.now(UTC)
+                    figures = await record_minute(
                         conn,
-                        recorded,
+                        now,
                         currency=self.settings.treasury_currency,
                         rates=self.settings.lcr_rates(),
                     )
-                figures = await lcr_now(
-                    conn,
-                    now,
-                    currency=self.settings.treasury_currency,
-                    rates=self.settings.lcr_rates(),
-                )
-            except (psycopg.Error, DatabaseError) as exc:
-                log.warning("treasury.lcr_failed", error=str(exc))
-                if conn is not None:
-                    await conn.close()
-                conn = None
-                await asyncio.sleep(1.0)
-                continue
-            self.events.emit({"type": "lcr", "as_of": now.isoformat(), **figures.as_json()})
-            level = level_of(figures, self.settings.lcr_warning)
-            if level != self.level:
-                self.tell(level, figures)
-                self.level = level
-            await asyncio.sleep(1.0)  # at most once a second, however fast trades come
+                except (psycopg.Error, DatabaseError) as exc:
+                    log.warning("treasury.lcr_failed", error=str(exc))
+                    if conn is not None:
+                        await conn.close()
+                    conn = None
+                    await asyncio.sleep(1.0)
+                    continue
+                self.events.emit({"type": "lcr", "as_of": now.isoformat(), **figures.as_json()})
+                level = level_of(figures, self.settings.lcr_warning)
+                if level != self.level:
+                    self.tell(level, figures)
+                    self.level = level
+                await asyncio.sleep(1.0)  # at most once a second, however fast trades come
+                now = datetime.now(UTC)
+                following = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), (following - now).total_seconds())
+                self._changed.clear()
+        finally:
+            if conn is not None:
+                await conn.close()
 
 
 async def treasury_forever(

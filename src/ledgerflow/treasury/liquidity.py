@@ -153,9 +153,10 @@ async def record_minute(
     *,
     currency: str = REPORTING_CURRENCY,
     rates: Rates = DEFAULT_RATES,
-) -> None:
-    """Record the LCR of ``minute`` (truncated to its minute) in ``ledgerflow.lcr_history``,
-    adjusted and not; recording a minute again replaces its figures."""
+) -> LcrFigures:
+    """Record the LCR of the ledger now as the figures of ``minute`` (truncated to its
+    minute) in ``ledgerflow.lcr_history``, adjusted and not; recording a minute again
+    replaces its figures, so a minute keeps its last. Return the adjusted figures."""
     _aware("minute", minute)
     minute = minute.replace(second=0, microsecond=0)
     async with _snapshot(conn):
@@ -172,6 +173,7 @@ async def record_minute(
                 "figures": [Jsonb(figures.as_json()) for figures in both],
             },
         )
+    return both[0]
 
 
 async def lcr_at(
