@@ -333,7 +333,13 @@ function drawRatioCharts() {
         ],
         axes: [{}, { label: "LCR (%)", size: 60 }],
       },
-      [times, ...series, ...lines.map(([, level]) => times.map(() => level))],
+      // The floor and the warning level across the whole day, not only where minutes were
+      // recorded: the day's first and last moments carry them, and no ratio.
+      [
+        [since, ...times, until],
+        ...series.map((values) => [null, ...values, null]),
+        ...lines.map(([, level]) => [level, ...times.map(() => level), level]),
+      ],
       holder,
     );
   }
