@@ -198,7 +198,21 @@ async def test_a_minute_keeps_the_figures_its_last_change_left_and_each_is_sent(
     running = asyncio.create_task(watch.run())
     try:
         await eventually(lambda: [e for e in sent if e["lcr"] == "30.000000"], 10)
-        await conn.execute("UPDATE ledgerflow.cash_positions SET amount = 0")
+        # A batch, as the ledger commits one: 500 CORP1 (not HQLA) bought for all the cash.
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO ledgerflow.trades (trade_id, source, stream, stream_offset, book,"
+                " instrument, asset_class, side, quantity, price, currency, settlement_amount,"
+                " trade_time, settlement_date) VALUES ('T1', 'bonds', 'trades.test', 0, 'B',"
+                " 'CORP1', 'bond', 'buy', 500, 100, 'USD', -50000, now(), current_date)"
+            )
+            await conn.execute(
+                "UPDATE ledgerflow.positions SET quantity = 1000 WHERE instrument = 'CORP1'"
+            )
+            await conn.execute("UPDATE ledgerflow.cash_positions SET amount = 0")
+            await conn.execute(
+                "INSERT INTO ledgerflow.stream_offsets (stream, next_offset) VALUES ('trades.test', 1)"
+            )
         watch.changed()
         await eventually(lambda: [e for e in sent if e["lcr"] == "20.000000"], 10)
     finally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +22,7 @@ from ledgerflow.settings import Settings
 from ledgerflow.treasury.ingest import SOURCES, TreasuryIngest, default_stream
 from ledgerflow.treasury.lcr import LcrFigures
 from ledgerflow.treasury.ledger import BatchResult
-from ledgerflow.treasury.liquidity import record_minute
+from ledgerflow.treasury.liquidity import RunningLcr, record_figures
 from ledgerflow.treasury.normalise import Normaliser, RejectedTrade
 from ledgerflow.treasury.registry import HttpSchemaRegistry, schema_registry
 from ledgerflow.treasury.streams import RabbitStreams, StreamError
@@ -43,9 +43,12 @@ def level_of(figures: LcrFigures, warning: Decimal) -> str:
 
 
 class LiquidityWatch:
-    """Keeps the LCR of the ledger in view: recorded at every minute, sent to the console's
-    live feed when trades arrive (at most once a second), and told of (``tell``) when it
-    crosses the warning level or the floor."""
+    """Keeps the LCR of the ledger in view (``RunningLcr``: each turn reads what changed
+    since the last): sent to the console's live feed as soon as trades move it, recorded
+    as the current minute's at most once a second (a minute keeps its last figures, and
+    every minute has a row), and told of (``tell``) when it crosses the warning level or
+    the floor. A turn follows each batch (``changed``), and one a second picks up what
+    else moves the figures: adjustments, balances, reference data, the day."""
 
     def __init__(
         self,
@@ -57,6 +60,7 @@ class LiquidityWatch:
         self.events = events
         self.tell = tell
         self.level = OK
+        self.lcr = RunningLcr(settings.treasury_currency, settings.lcr_rates())
         self._changed = asyncio.Event()
 
     def changed(self) -> None:
@@ -64,23 +68,30 @@ class LiquidityWatch:
         self._changed.set()
 
     async def run(self) -> None:
-        """Until cancelled: the figures are recorded as the current minute's (a minute
-        keeps its last), sent and judged after each change, at most once a second, and
-        at every minute even without one. A database that cannot answer is asked again a
-        second later."""
+        """Until cancelled. A database that cannot answer is asked again a second later."""
+        loop = asyncio.get_running_loop()
         conn: psycopg.AsyncConnection[Any] | None = None
+        sent: tuple[LcrFigures, dict[str, int]] | None = None
+        recorded: tuple[datetime, LcrFigures, LcrFigures] | None = None
+        unrecorded: tuple[datetime, LcrFigures, LcrFigures] | None = None
+        recorded_at = -1.0
         try:
             while True:
+                self._changed.clear()
                 try:
                     if conn is None or conn.closed:
                         conn = await connect(self.settings.database_url, autocommit=True)
                     now = datetime.now(UTC)
-                    figures = await record_minute(
-                        conn,
-                        now,
-                        currency=self.settings.treasury_currency,
-                        rates=self.settings.lcr_rates(),
-                    )
+                    adjusted, unadjusted = await self.lcr.refresh(conn, now)
+                    minute = now.replace(second=0, microsecond=0)
+                    if unrecorded is not None and unrecorded[0] != minute:
+                        await record_figures(conn, *unrecorded)  # its minute's last figures
+                        recorded, unrecorded = unrecorded, None
+                    if recorded is None or (minute, adjusted, unadjusted) != recorded:
+                        unrecorded = (minute, adjusted, unadjusted)
+                    if unrecorded is not None and loop.time() - recorded_at >= 1.0:
+                        await record_figures(conn, *unrecorded)
+                        recorded, unrecorded, recorded_at = unrecorded, None, loop.time()
                 except (psycopg.Error, DatabaseError) as exc:
                     log.warning("treasury.lcr_failed", error=str(exc))
                     if conn is not None:
@@ -88,19 +99,28 @@ class LiquidityWatch:
                     conn = None
                     await asyncio.sleep(1.0)
                     continue
-                self.events.emit({"type": "lcr", "as_of": now.isoformat(), **figures.as_json()})
-                level = level_of(figures, self.settings.lcr_warning)
+                if sent != (adjusted, self.lcr.offsets):
+                    sent = (adjusted, dict(self.lcr.offsets))
+                    self.events.emit(
+                        {
+                            "type": "lcr",
+                            "as_of": now.isoformat(),
+                            **adjusted.as_json(),
+                            "offsets": sent[1],
+                        }
+                    )
+                level = level_of(adjusted, self.settings.lcr_warning)
                 if level != self.level:
-                    self.tell(level, figures)
+                    self.tell(level, adjusted)
                     self.level = level
-                await asyncio.sleep(1.0)  # at most once a second, however fast trades come
-                now = datetime.now(UTC)
-                following = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), (following - now).total_seconds())
-                self._changed.clear()
+                    await asyncio.wait_for(self._changed.wait(), 1.0)
         finally:
             if conn is not None:
+                if unrecorded is not None and not conn.closed:
+                    # The figures not yet recorded are their minute's last: keep them.
+                    with contextlib.suppress(psycopg.Error, TimeoutError):
+                        await asyncio.wait_for(record_figures(conn, *unrecorded), 2.0)
                 await conn.close()
 
 
@@ -123,6 +143,7 @@ async def treasury_forever(
     normalised = settings.treasury_normalised_stream
 
     async def batch_done(source: str, result: BatchResult) -> None:
+        watch.changed()
         if normalised and result.normalised:
             # After the commit: at least once, a reader keys trades by their id.
             try:
@@ -138,7 +159,6 @@ async def treasury_forever(
                 "duplicates": result.duplicates,
             }
         )
-        watch.changed()
 
     watch = LiquidityWatch(settings, events, tell)
     watching = asyncio.create_task(watch.run(), name="treasury:lcr")

@@ -60,7 +60,7 @@ later of two on one target wins. ``adjusted=False`` ignores them all.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import (
@@ -73,6 +73,7 @@ from decimal import (
     Overflow,
     localcontext,
 )
+from itertools import groupby
 from typing import Any, Literal
 
 from ledgerflow.core.amounts import MAX_FRACTION_DIGITS
@@ -83,7 +84,8 @@ from ledgerflow.treasury.lcr import (
     LcrFigures,
     Level,
     Rates,
-    compute_lcr,
+    Totals,
+    figures,
 )
 
 _FINANCIAL = ("financial_institution", "central_bank")
@@ -148,7 +150,8 @@ class Override:
 @dataclass(frozen=True)
 class LiquidityInputs:
     """What the LCR is computed from on ``as_of``, in ``currency``, and what could not be
-    counted (see the module's docstring)."""
+    counted (see the module's docstring); ``totals`` are the running sums of these holdings
+    and flows."""
 
     as_of: datetime
     currency: str
@@ -160,10 +163,11 @@ class LiquidityInputs:
     unknown: tuple[UnknownPosition, ...]
     short: tuple[ShortPosition, ...]
     unconvertible: tuple[Unconvertible, ...]
+    totals: Totals
 
     def figures(self) -> LcrFigures:
         """The LCR of these holdings and flows."""
-        return compute_lcr(self.holdings, self.flows, self.rates)
+        return figures(self.totals)
 
 
 def _fit(value: Decimal, rounding: str) -> Decimal:
@@ -174,16 +178,42 @@ def _fit(value: Decimal, rounding: str) -> Decimal:
     return value.quantize(_QUANTUM, rounding=rounding, context=_ROUNDING)
 
 
+@dataclass(frozen=True)
+class _Piece:
+    """What one key of the ledger (an instrument, the cash, a trade, an FX settlement day,
+    the balances) contributes to the inputs."""
+
+    holdings: tuple[Holding, ...] = ()
+    flows: tuple[Flow, ...] = ()
+    unknown: tuple[UnknownPosition, ...] = ()
+    short: tuple[ShortPosition, ...] = ()
+    unconvertible: tuple[Unconvertible, ...] = ()
+
+
+_NOTHING = _Piece()
+
+
 @dataclass
 class _Book:
-    """The inputs under construction (private: the result is a LiquidityInputs)."""
+    """One piece under construction."""
 
-    rates: dict[str, Decimal]  # currency -> value of one unit in the reporting currency
+    rates: Mapping[str, Decimal]  # currency -> value of one unit in the reporting currency
     holdings: list[Holding] = field(default_factory=list)
     flows: list[Flow] = field(default_factory=list)
     unknown: list[UnknownPosition] = field(default_factory=list)
     short: list[ShortPosition] = field(default_factory=list)
     unconvertible: list[Unconvertible] = field(default_factory=list)
+
+    def piece(self) -> _Piece:
+        if not (self.holdings or self.flows or self.unknown or self.short or self.unconvertible):
+            return _NOTHING
+        return _Piece(
+            tuple(self.holdings),
+            tuple(self.flows),
+            tuple(self.unknown),
+            tuple(self.short),
+            tuple(self.unconvertible),
+        )
 
     def convert(self, amount: Decimal, currency: str, rounding: str, source: str) -> Decimal | None:
         rate = self.rates.get(currency)
@@ -231,17 +261,16 @@ def _classification(
     return (found, category) if category in LEVEL_2B_CATEGORIES else None
 
 
-def _held(
-    book: _Book, positions: list[Row], cash_rows: list[Row], instruments: dict[str, Override]
-) -> list[CashBalance]:
+def _instrument(
+    book: _Book, instrument: str, rows: list[Row], override: Override | None
+) -> dict[str, Decimal]:
+    """One instrument's positions over every book: a holding, a short or unknown position
+    in ``book``; returned, the quantities that are cash, per currency."""
     cash: dict[str, Decimal] = defaultdict(Decimal)
-    for row in cash_rows:
-        cash[row["currency"]] += row["amount"]
-    net: dict[str, Decimal] = defaultdict(Decimal)
-    reference: dict[str, tuple[Row, tuple[Level, str | None]]] = {}
-    for row in positions:
+    net = ZERO
+    reference: tuple[Row, tuple[Level, str | None]] | None = None
+    for row in rows:
         quantity: Decimal = _EXACT.subtract(row["quantity"], row["unsettled"])
-        instrument = row["instrument"]
         if quantity.is_zero():
             continue
         if row["asset_class"] == "currency" or (row["asset_class"] is None and row["fx"]):
@@ -254,9 +283,7 @@ def _held(
         elif row["price"] is None:
             book.unknown.append(UnknownPosition(instrument, row["book"], quantity, "no price"))
         else:
-            classified = _classification(
-                row["hqla_level"], row["haircut_category"], instruments.get(instrument)
-            )
+            classified = _classification(row["hqla_level"], row["haircut_category"], override)
             if classified is None:
                 book.unknown.append(
                     UnknownPosition(
@@ -264,18 +291,24 @@ def _held(
                     )
                 )
                 continue
-            net[instrument] += quantity
-            reference[instrument] = (row, classified)
-    for instrument, quantity in net.items():
-        row, (level, category) = reference[instrument]
-        if quantity < 0:
-            book.short.append(ShortPosition(instrument, quantity))
-            continue
-        value = book.convert(
-            quantity * row["price"], row["currency"], ROUND_FLOOR, f"instrument {instrument}"
-        )
-        if value is not None:
-            book.holdings.append(Holding(instrument, level, category, value))
+            net += quantity
+            reference = (row, classified)
+    if reference is None:
+        return cash
+    row, (level, category) = reference
+    if net < 0:
+        book.short.append(ShortPosition(instrument, net))
+        return cash
+    value = book.convert(
+        net * row["price"], row["currency"], ROUND_FLOOR, f"instrument {instrument}"
+    )
+    if value is not None:
+        book.holdings.append(Holding(instrument, level, category, value))
+    return cash
+
+
+def _cash(book: _Book, cash: Mapping[str, Decimal]) -> list[CashBalance]:
+    """Cash per currency, netted into one Level 1 holding, or an outflow when short."""
     balances = []
     for currency, amount in sorted(cash.items()):
         if not amount.is_zero():
@@ -283,14 +316,14 @@ def _held(
             balances.append(CashBalance(currency, amount, value))
     total = sum((b.value for b in balances if b.value is not None), ZERO)
     if total > 0:
-        book.holdings.insert(0, Holding("cash", Level.LEVEL_1, None, total))
+        book.holdings.append(Holding("cash", Level.LEVEL_1, None, total))
     elif total < 0:
         book.flows.append(Flow("outflow", "financial_institution", -total, 0))
     return balances
 
 
 def _collateral(
-    book: _Book, trade: Row, trades: dict[str, Override], instruments: dict[str, Override]
+    book: _Book, trade: Row, trades: Mapping[str, Override], instruments: Mapping[str, Override]
 ) -> dict[str, Any] | None:
     """A repo's collateral as ``Flow`` fields; ``None`` when it cannot be classified or
     valued (listed as unknown)."""
@@ -322,71 +355,224 @@ def _collateral(
     return None
 
 
-def _due(
+def _fx_legs(trade: Row) -> dict[tuple[str, date], Decimal]:
+    """An FX trade's two legs, by currency and settlement day."""
+    when = trade["settlement_date"]
+    bought = trade["quantity"] if trade["side"] == "buy" else -trade["quantity"]
+    legs: dict[tuple[str, date], Decimal] = defaultdict(Decimal)
+    legs[trade["instrument"], when] += bought
+    legs[trade["currency"], when] += trade["settlement_amount"]
+    return legs
+
+
+def _deal(
     book: _Book,
     day: date,
-    trades_rows: list[Row],
-    balances: list[Row],
-    trades: dict[str, Override],
-    instruments: dict[str, Override],
+    trade: Row,
+    trades: Mapping[str, Override],
+    instruments: Mapping[str, Override],
 ) -> None:
-    legs: dict[tuple[str, date], Decimal] = defaultdict(Decimal)
-    for trade in trades_rows:
-        source = f"trade {trade['trade_id']}"
-        amount = abs(trade["settlement_amount"])
-        if trade["asset_class"] == "fx":
-            when = trade["settlement_date"]
-            bought = trade["quantity"] if trade["side"] == "buy" else -trade["quantity"]
-            legs[trade["instrument"], when] += bought
-            legs[trade["currency"], when] += trade["settlement_amount"]
-            continue
-        days = (trade["maturity_date"] - day).days
-        if trade["asset_class"] == "interbank":
-            if trade["side"] == "buy":
-                financial = trade["counterparty_type"] in _FINANCIAL
-                category = "financial_institution" if financial else "retail_non_financial"
-                book.flow("inflow", category, amount, trade["currency"], days, source)
-            else:
-                book.flow(
-                    "outflow", "financial_institution", amount, trade["currency"], days, source
-                )
-            continue
-        collateral = _collateral(book, trade, trades, instruments)
-        if trade["side"] == "sell":
-            central = trade["counterparty_type"] == "central_bank"
-            category = "secured_funding_central_bank" if central else "secured_funding"
-            book.flow(
-                "outflow",
-                category,
-                amount,
-                trade["currency"],
-                days,
-                source,
-                **(collateral or {"collateral_level": Level.NONE}),
-            )
-        elif collateral is not None:
-            book.flow(
-                "inflow", "secured_lending", amount, trade["currency"], days, source, **collateral
-            )
-    for (currency, when), net in sorted(legs.items()):
-        if not net.is_zero():
-            kind: Literal["outflow", "inflow"] = "inflow" if net > 0 else "outflow"
-            book.flow(
-                kind,
-                "fx_derivative_settlement",
-                abs(net),
-                currency,
-                (when - day).days,
-                f"FX settlement on {when}",
-            )
-    for balance in balances:
+    """A repo's or an interbank deal's flow at maturity."""
+    source = f"trade {trade['trade_id']}"
+    amount = abs(trade["settlement_amount"])
+    days = (trade["maturity_date"] - day).days
+    if trade["asset_class"] == "interbank":
+        if trade["side"] == "buy":
+            financial = trade["counterparty_type"] in _FINANCIAL
+            category = "financial_institution" if financial else "retail_non_financial"
+            book.flow("inflow", category, amount, trade["currency"], days, source)
+        else:
+            book.flow("outflow", "financial_institution", amount, trade["currency"], days, source)
+        return
+    collateral = _collateral(book, trade, trades, instruments)
+    if trade["side"] == "sell":
+        central = trade["counterparty_type"] == "central_bank"
+        category = "secured_funding_central_bank" if central else "secured_funding"
         book.flow(
             "outflow",
-            balance["category"],
-            balance["amount"],
-            balance["currency"],
-            0,
-            f"balance {balance['category']}",
+            category,
+            amount,
+            trade["currency"],
+            days,
+            source,
+            **(collateral or {"collateral_level": Level.NONE}),
+        )
+    elif collateral is not None:
+        book.flow(
+            "inflow", "secured_lending", amount, trade["currency"], days, source, **collateral
+        )
+
+
+def _settlement(book: _Book, day: date, currency: str, when: date, net: Decimal) -> None:
+    """FX legs netted for one currency and settlement day: an inflow or an outflow."""
+    if not net.is_zero():
+        kind: Literal["outflow", "inflow"] = "inflow" if net > 0 else "outflow"
+        book.flow(
+            kind,
+            "fx_derivative_settlement",
+            abs(net),
+            currency,
+            (when - day).days,
+            f"FX settlement on {when}",
+        )
+
+
+class RunningInputs:
+    """The inputs of one day, in one currency, with one set of overrides, kept up to date
+    key by key: each ``set_*`` replaces what one instrument, one currency's settled cash or
+    one trade contributes, and the running :class:`Totals` move by the difference, so a
+    change costs what it touches, not the book. Built from every row by
+    :func:`build_inputs`; a new day, new reference data or other overrides need a new one.
+
+    The rows are those of liquidity.sql's queries: ``set_instrument`` takes an instrument's
+    ``positions`` rows (every book; none when it has no position), ``set_cash`` a currency's
+    ``settled_cash`` amount, ``set_trade`` a ``horizon_trades`` row (a trade already set is
+    left as it is: trades do not change), ``set_balances`` every ``balances`` row.
+    """
+
+    def __init__(
+        self,
+        day: date,
+        currency: str,
+        rates: Rates,
+        overrides: Iterable[Override],
+        currency_prices: list[Row],
+    ) -> None:
+        found = list(overrides)
+        self.day = day
+        self.currency = currency
+        self.rates = rates
+        self.overrides = tuple(found)
+        self._instruments = {o.target: o for o in found if o.kind == "instrument"}
+        self._trades = {o.target: o for o in found if o.kind == "trade"}
+        self._conversion = _currency_rates(currency_prices, currency)
+        self.totals = Totals(rates=rates)
+        self._pieces: dict[tuple[Any, ...], _Piece] = {}
+        self._instrument_cash: dict[str, dict[str, Decimal]] = {}
+        self._settled: dict[str, Decimal] = {}
+        self._cash: dict[str, Decimal] = defaultdict(Decimal)
+        self._balances: tuple[CashBalance, ...] = ()
+        self._fx: set[str] = set()
+        self._legs: dict[tuple[str, date], Decimal] = defaultdict(Decimal)
+        self._stale_cash = False
+        self._stale_legs: set[tuple[str, date]] = set()
+
+    def _replace(self, key: tuple[Any, ...], piece: _Piece) -> None:
+        old = self._pieces.get(key, _NOTHING)
+        if old == piece:
+            return
+        totals = self.totals
+        for holding in old.holdings:
+            totals = totals.remove_holding(holding)
+        for flow in old.flows:
+            totals = totals.remove_flow(flow)
+        for holding in piece.holdings:
+            totals = totals.add_holding(holding)
+        for flow in piece.flows:
+            totals = totals.add_flow(flow)
+        self.totals = totals
+        if piece is _NOTHING:
+            self._pieces.pop(key, None)
+        else:
+            self._pieces[key] = piece
+
+    def _move_cash(self, before: Mapping[str, Decimal], after: Mapping[str, Decimal]) -> None:
+        with localcontext(_EXACT):
+            for currency, amount in before.items():
+                self._cash[currency] -= amount
+            for currency, amount in after.items():
+                self._cash[currency] += amount
+        if before or after:
+            self._stale_cash = True
+
+    def set_instrument(self, instrument: str, rows: list[Row]) -> None:
+        """An instrument's positions, in every book, as they are now."""
+        book = _Book(self._conversion)
+        with localcontext(_EXACT):
+            cash = _instrument(book, instrument, rows, self._instruments.get(instrument))
+        self._move_cash(self._instrument_cash.pop(instrument, {}), cash)
+        if cash:
+            self._instrument_cash[instrument] = cash
+        self._replace(("instrument", instrument), book.piece())
+
+    def set_cash(self, currency: str, amount: Decimal) -> None:
+        """A currency's settled cash over every book, as it is now."""
+        before = self._settled.pop(currency, None)
+        if not amount.is_zero():
+            self._settled[currency] = amount
+        self._move_cash({} if before is None else {currency: before}, {currency: amount})
+
+    def set_trade(self, trade: Row) -> None:
+        """A trade whose cash moves within the horizon (see the module's docstring)."""
+        trade_id = trade["trade_id"]
+        if trade["asset_class"] == "fx":
+            if trade_id in self._fx:
+                return
+            self._fx.add(trade_id)
+            with localcontext(_EXACT):
+                for key, amount in _fx_legs(trade).items():
+                    self._legs[key] += amount
+                    self._stale_legs.add(key)
+            return
+        if ("trade", trade_id) in self._pieces:
+            return
+        book = _Book(self._conversion)
+        with localcontext(_EXACT):
+            _deal(book, self.day, trade, self._trades, self._instruments)
+        self._replace(("trade", trade_id), book.piece())
+
+    def set_balances(self, rows: list[Row]) -> None:
+        """Every balance of a run-off category, as it is now."""
+        book = _Book(self._conversion)
+        for balance in rows:
+            book.flow(
+                "outflow",
+                balance["category"],
+                balance["amount"],
+                balance["currency"],
+                0,
+                f"balance {balance['category']}",
+            )
+        self._replace(("balances",), book.piece())
+
+    def _settle(self) -> None:
+        """The pieces that net several keys: the cash, and FX legs per currency and day."""
+        if self._stale_cash:
+            book = _Book(self._conversion)
+            with localcontext(_EXACT):
+                self._balances = tuple(_cash(book, self._cash))
+            self._replace(("cash",), book.piece())
+            self._stale_cash = False
+        for currency, when in sorted(self._stale_legs):
+            book = _Book(self._conversion)
+            with localcontext(_EXACT):
+                _settlement(book, self.day, currency, when, self._legs[currency, when])
+            self._replace(("settlement", currency, when), book.piece())
+        self._stale_legs.clear()
+
+    def figures(self) -> LcrFigures:
+        """The LCR of the inputs as they are now."""
+        self._settle()
+        return figures(self.totals)
+
+    def inputs(self, as_of: datetime, adjusted: bool) -> LiquidityInputs:
+        """The inputs as they are now, the cash holding first, the rest in the order their
+        keys were first set."""
+        self._settle()
+        cash = self._pieces.get(("cash",), _NOTHING)
+        pieces = list(self._pieces.values())
+        return LiquidityInputs(
+            as_of,
+            self.currency,
+            adjusted,
+            self.rates,
+            cash.holdings + tuple(h for p in pieces if p is not cash for h in p.holdings),
+            tuple(f for p in pieces for f in p.flows),
+            self._balances,
+            tuple(u for p in pieces for u in p.unknown),
+            tuple(s for p in pieces for s in p.short),
+            tuple(u for p in pieces for u in p.unconvertible),
+            self.totals,
         )
 
 
@@ -403,22 +589,25 @@ def build_inputs(
     order (a later one on a target wins), ``rows`` the results of liquidity.sql's queries
     ``currency_prices``, ``positions``, ``settled_cash``, ``horizon_trades`` and ``balances``.
     """
-    found = list(overrides)
-    instruments = {o.target: o for o in found if o.kind == "instrument"}
-    trades = {o.target: o for o in found if o.kind == "trade"}
-    book = _Book(_currency_rates(rows["currency_prices"], currency))
-    with localcontext(_EXACT):
-        cash = _held(book, rows["positions"], rows["settled_cash"], instruments)
-        _due(book, day, rows["horizon_trades"], rows["balances"], trades, instruments)
-    return LiquidityInputs(
-        as_of,
-        currency,
-        adjusted,
-        rates,
-        tuple(book.holdings),
-        tuple(book.flows),
-        tuple(cash),
-        tuple(book.unknown),
-        tuple(book.short),
-        tuple(book.unconvertible),
-    )
+    return running_inputs(day, currency, rates, overrides, rows).inputs(as_of, adjusted)
+
+
+def running_inputs(
+    day: date,
+    currency: str,
+    rates: Rates,
+    overrides: Iterable[Override],
+    rows: dict[str, list[Row]],
+) -> RunningInputs:
+    """The running inputs of every row (as :func:`build_inputs` takes them)."""
+    running = RunningInputs(day, currency, rates, overrides, rows["currency_prices"])
+    for instrument, group in groupby(rows["positions"], key=lambda row: row["instrument"]):
+        running.set_instrument(instrument, list(group))
+    for row in rows["settled_cash"]:
+        running.set_cash(row["currency"], row["amount"])
+    running.figures()  # the cash, then the trades, the settlements and the balances
+    for row in rows["horizon_trades"]:
+        running.set_trade(row)
+    running.figures()
+    running.set_balances(rows["balances"])
+    return running

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, LiteralString
 
@@ -31,10 +31,12 @@ from ledgerflow.treasury.holdings_and_flows import (
     LiquidityInputs,
     Override,
     Row,
+    RunningInputs,
     ShortPosition,
     Unconvertible,
     UnknownPosition,
     build_inputs,
+    running_inputs,
 )
 from ledgerflow.treasury.lcr import (
     DEFAULT_RATES,
@@ -52,6 +54,7 @@ __all__ = [
     "CashBalance",
     "LiquidityInputs",
     "Override",
+    "RunningLcr",
     "ShortPosition",
     "Unconvertible",
     "UnknownPosition",
@@ -59,6 +62,7 @@ __all__ = [
     "lcr_history",
     "lcr_now",
     "liquidity_inputs",
+    "record_figures",
     "record_minute",
     "set_balance",
 ]
@@ -88,8 +92,25 @@ async def _rows(
     conn: psycopg.AsyncConnection[Any], query: LiteralString, params: Mapping[str, Any]
 ) -> list[Row]:
     async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(query, params)
+        # Never prepared: the reads of every key and of a few take different plans.
+        await cursor.execute(query, params, prepare=False)
         return await cursor.fetchall()
+
+
+def _horizon(day: date) -> dict[str, Any]:
+    """The parameters of the reads of every key, on ``day``."""
+    return {
+        "day": day,
+        "last_day": day + timedelta(days=HORIZON_DAYS),
+        "instruments": None,
+        "currencies": None,
+        "trade_ids": None,
+    }
+
+
+async def _every_row(conn: psycopg.AsyncConnection[Any], day: date) -> dict[str, list[Row]]:
+    params = _horizon(day)
+    return {name: await _rows(conn, query, params) for name, query in _INPUTS.items()}
 
 
 @asynccontextmanager
@@ -125,10 +146,9 @@ async def liquidity_inputs(
     counted. ``extra``: an adjustment not stored, applied last (to show its effect)."""
     _aware("as_of", as_of)
     day = as_of.astimezone(UTC).date()
-    params = {"day": day, "last_day": day + timedelta(days=HORIZON_DAYS), "at": as_of}
     async with _snapshot(conn):
         overrides = await _overrides(conn, as_of) if adjusted else []
-        rows = {name: await _rows(conn, query, params) for name, query in _INPUTS.items()}
+        rows = await _every_row(conn, day)
     if extra is not None:
         overrides.append(extra)
     return build_inputs(as_of, day, currency, adjusted, rates, overrides, rows)
@@ -164,16 +184,122 @@ async def record_minute(
             await lcr_now(conn, minute, adjusted=adjusted, currency=currency, rates=rates)
             for adjusted in (True, False)
         ]
-    async with conn.transaction():
-        await conn.execute(
-            QUERIES["record_lcr"],
-            {
-                "minute": minute,
-                "adjusted": [True, False],
-                "figures": [Jsonb(figures.as_json()) for figures in both],
-            },
-        )
+    await record_figures(conn, minute, both[0], both[1])
     return both[0]
+
+
+async def record_figures(
+    conn: psycopg.AsyncConnection[Any],
+    minute: datetime,
+    adjusted: LcrFigures,
+    unadjusted: LcrFigures,
+) -> None:
+    """Record ``adjusted`` and ``unadjusted`` as the figures of ``minute`` (truncated to
+    its minute), replacing what it had."""
+    _aware("minute", minute)
+    await conn.execute(
+        QUERIES["record_lcr"],
+        {
+            "minute": minute.replace(second=0, microsecond=0),
+            "adjusted": [True, False],
+            "figures": [Jsonb(adjusted.as_json()), Jsonb(unadjusted.as_json())],
+        },
+    )
+
+
+class RunningLcr:
+    """The LCR of the ledger kept current, adjusted and not, at a cost proportional to
+    what changed (the active worker's; see docs/treasury.md).
+
+    Each :meth:`refresh` reads, in one snapshot, where every stream's reading stands, the
+    reference data's version, the adjustments in force and the balances. Built from every
+    row on the first call, then again when the day (UTC), the reference data or the
+    adjustments in force change; otherwise it reads only what the trades stored since the
+    last call touched (their instruments' positions in every book, their currencies'
+    settled cash, the trades themselves) and replaces those keys' contributions
+    (:class:`~ledgerflow.treasury.holdings_and_flows.RunningInputs`). Whoever stores the
+    trades, the figures are those of the snapshot, as :func:`lcr_now` would compute them.
+    """
+
+    def __init__(self, currency: str = REPORTING_CURRENCY, rates: Rates = DEFAULT_RATES) -> None:
+        self.currency = currency
+        self.rates = rates
+        self.offsets: dict[str, int] = {}  # stream -> next offset, as folded in
+        self.rebuilds = 0
+        self._version: int | None = None
+        self._adjusted: RunningInputs | None = None
+        self._unadjusted: RunningInputs | None = None
+
+    async def refresh(
+        self, conn: psycopg.AsyncConnection[Any], now: datetime
+    ) -> tuple[LcrFigures, LcrFigures]:
+        """The figures of the ledger at ``now``, adjusted and not."""
+        _aware("now", now)
+        day = now.astimezone(UTC).date()
+        async with _snapshot(conn):
+            version = (await _rows(conn, QUERIES["reference_version"], {}))[0]["version"]
+            overrides = await _overrides(conn, now)
+            offsets = {
+                row["stream"]: row["next_offset"]
+                for row in await _rows(conn, QUERIES["stream_offsets"], {})
+            }
+            adjusted, unadjusted = self._adjusted, self._unadjusted
+            if (
+                adjusted is None
+                or unadjusted is None
+                or adjusted.day != day
+                or version != self._version
+                or tuple(overrides) != adjusted.overrides
+            ):
+                rows = await _every_row(conn, day)
+                adjusted = running_inputs(day, self.currency, self.rates, overrides, rows)
+                unadjusted = running_inputs(day, self.currency, self.rates, (), rows)
+                self.rebuilds += 1
+            else:
+                await self._update(conn, day, offsets, (adjusted, unadjusted))
+        self._adjusted, self._unadjusted = adjusted, unadjusted
+        self._version, self.offsets = version, offsets
+        return adjusted.figures(), unadjusted.figures()
+
+    async def _update(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        day: date,
+        offsets: dict[str, int],
+        both: tuple[RunningInputs, RunningInputs],
+    ) -> None:
+        balances = await _rows(conn, QUERIES["balances"], {})
+        for running in both:
+            running.set_balances(balances)
+        moved = [s for s, o in offsets.items() if o > self.offsets.get(s, 0)]
+        if not moved:
+            return
+        since = {"streams": moved, "offsets": [self.offsets.get(s, 0) for s in moved]}
+        stored = await _rows(conn, QUERIES["trades_since"], since)
+        if not stored:
+            return
+        instruments = sorted({t["instrument"] for t in stored})
+        currencies = sorted({t["currency"] for t in stored})
+        params = _horizon(day) | {
+            "instruments": instruments,
+            "currencies": currencies,
+            "trade_ids": [t["trade_id"] for t in stored],
+        }
+        positions: dict[str, list[Row]] = {i: [] for i in instruments}
+        for row in await _rows(conn, QUERIES["positions"], params):
+            positions[row["instrument"]].append(row)
+        cash = {
+            row["currency"]: row["amount"]
+            for row in await _rows(conn, QUERIES["settled_cash"], params)
+        }
+        trades = await _rows(conn, QUERIES["horizon_trades"], params)
+        for running in both:
+            for instrument, rows in positions.items():
+                running.set_instrument(instrument, rows)
+            for currency in currencies:
+                running.set_cash(currency, cash.get(currency, Decimal(0)))
+            for trade in trades:
+                running.set_trade(trade)
 
 
 async def lcr_at(
