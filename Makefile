@@ -63,7 +63,8 @@ acceptance: install services
 # million messages, then comparisons at 1 and 10 million ids, then feed detection at a
 # million batches and reconciliation at 10,000 tables, then trades into positions against
 # the stream's read ceiling and the normaliser alone, then the LCR at 1,000 to 100,000
-# instruments, in full and change by change (about an hour).
+# instruments, in full and change by change, then a trade's way to the LCR on the console's
+# WebSocket at 5,000 trades/s (about an hour).
 bench: install services
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.ingest
@@ -76,6 +77,7 @@ bench: install services
 	$(BIN)/python -m bench.feeds
 	$(BIN)/python -m bench.treasury
 	$(BIN)/python -m bench.lcr
+	$(BIN)/python -m bench.treasury_latency
 
 # Not part of `make test`: about SOAK_MINUTES (default 10) of kills and restarts, then a check.
 soak: install services

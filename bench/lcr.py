@@ -25,22 +25,29 @@ Measured over one connection, medians of ``--runs``:
   liquidity.sql, in one snapshot, as it runs them), each timed: this call warms plans and
   buffers, and its rows give the inputs (``build_inputs``, timed ``--runs`` times);
 (b) the arithmetic alone, ``compute_lcr`` on those inputs; ``Totals.of`` on them, timed
-    once: the one-off cost of the incremental state;
-(c) the incremental path: with those totals, one position changed (a security held, one of
-    its books, its quantity moved by -50 % to +50 % of the instrument's net): its new value
-    (net quantity x price x the currency's rate, floored to 12 places as ``build_inputs``
-    does), ``remove_holding`` of the old holding, ``add_holding`` of the new,
-    ``figures(totals)``;
-(a) then the same change written to ``ledgerflow.positions`` and recomputed in full by
-    ``lcr_now``, timed, with the ``liquidity_inputs`` it calls timed within it: (b)'s
-    ``liquidity_inputs`` alone (the rest of ``lcr_now`` is its ``compute_lcr``). The
-    incremental figures must equal the full ones (exactness). The changes accumulate in
-    both, ``--runs`` of them;
-- the mean over 1,000 applications of the last change, alternately undone and made again
+    once;
+- ``RunningLcr`` (the worker's path) built from every row, timed once: its one-off cost;
+(c) the arithmetic of one change: with those totals, one position changed (a security
+    held, one of its books, its quantity moved by -50 % to +50 % of the instrument's net):
+    its new value (net quantity x price x the currency's rate, floored to 12 places as
+    ``build_inputs`` does), ``remove_holding`` of the old holding, ``add_holding`` of the
+    new, ``figures(totals)``;
+(d) the same change as a trade stored the way the ledger stores a batch (trade, position,
+    cash and the stream's next offset in one transaction), then ``RunningLcr.refresh``
+    timed: its snapshot's reads (offsets, reference version, adjustments, balances, the
+    trades since the last offsets, the touched instruments' positions, currencies' cash
+    and horizon trades) and the running totals moved by the difference;
+(a) then ``lcr_now`` on that ledger, timed, with the ``liquidity_inputs`` it calls timed
+    within it (the rest of ``lcr_now`` is its arithmetic). The refreshed figures must
+    equal the full ones (exactness). The changes accumulate, ``--runs`` of them;
+- the mean over 1,000 applications of (c)'s last change, alternately undone and made again
   (the totals must come back to the same): a steadier figure for a few microseconds;
+(e) ``--runs`` batches of 250 trades in securities drawn at random (a batch of the worker
+  at 5,000 trades/s), ``RunningLcr.refresh`` timed after each and checked against
+  ``lcr_now``; ``RunningLcr`` must not have been rebuilt;
 - the plan of the positions query (EXPLAIN, not run), where the reads' time goes.
 
-The ratio full / incremental is median ``lcr_now`` over median incremental change. The
+The ratio full / refresh is median ``lcr_now`` over median (d). The
 databases are dropped; the figures go to bench/results/lcr-<timestamp>.json.
 """
 
@@ -88,7 +95,7 @@ from ledgerflow.treasury.lcr import (
     compute_lcr,
     figures,
 )
-from ledgerflow.treasury.liquidity import QUERIES, REPORTING_CURRENCY
+from ledgerflow.treasury.liquidity import QUERIES, REPORTING_CURRENCY, RunningLcr
 
 RESULTS = Path(__file__).parent / "results"
 SETTINGS = load_settings()
@@ -494,6 +501,16 @@ def timed_sync(call: Callable[[], T], runs: int) -> tuple[list[float], T]:
 
 
 READS = ("currency_prices", "positions", "settled_cash", "horizon_trades", "balances")
+# The reads of every key (null: no filter to the keys a batch touched).
+PARAMS = {
+    "day": DAY,
+    "last_day": DAY + timedelta(days=HORIZON_DAYS),
+    "at": AS_OF,
+    "instruments": None,
+    "currencies": None,
+    "trade_ids": None,
+}
+BATCH = 250  # trades in the batch the worker refreshes after (5,000 trades/s, 50 ms)
 
 
 @dataclass(frozen=True)
@@ -508,7 +525,7 @@ class Read:
 async def reads(conn: psycopg.AsyncConnection[Any]) -> Read:
     """The reads of ``liquidity_inputs``, each timed: the adjustments in force and the five
     queries of liquidity.sql it runs, in one snapshot, as it does."""
-    params = {"day": DAY, "last_day": DAY + timedelta(days=HORIZON_DAYS), "at": AS_OF}
+    params = PARAMS
     seconds: dict[str, float] = {}
     rows = {}
     async with conn.transaction():
@@ -538,8 +555,7 @@ def build(read: Read) -> LiquidityInputs:
 
 async def plan(conn: psycopg.AsyncConnection[Any], name: str) -> str:
     """The plan of one of liquidity.sql's queries (EXPLAIN, not run)."""
-    params = {"day": DAY, "last_day": DAY + timedelta(days=HORIZON_DAYS), "at": AS_OF}
-    cursor = await conn.execute(sql.SQL("EXPLAIN {}").format(sql.SQL(QUERIES[name])), params)
+    cursor = await conn.execute(sql.SQL("EXPLAIN {}").format(sql.SQL(QUERIES[name])), PARAMS)
     return "\n".join(str(r[0]) for r in await cursor.fetchall())
 
 
@@ -583,6 +599,54 @@ def changed_holding(old: Holding, net: Decimal, security: Security) -> Holding:
     assert security.price is not None
     value = value_of(net, security.price, security.currency)
     return Holding(old.instrument, old.level, old.category, value)
+
+
+async def store_batch(
+    conn: psycopg.AsyncConnection[Any], changes: list[tuple[str, Security, Decimal]], first: int
+) -> None:
+    """Trades (book, security, signed quantity) stored as the ledger stores a batch, in one
+    transaction: the trades at stream ``bench`` from offset ``first``, their positions and
+    cash, the stream's next offset."""
+    async with conn.transaction():
+        for n, (book, security, quantity) in enumerate(changes, first):
+            assert security.price is not None
+            cash = -quantity * security.price
+            await conn.execute(
+                "INSERT INTO ledgerflow.trades (trade_id, source, stream, stream_offset, book,"
+                " instrument, asset_class, side, quantity, price, currency, settlement_amount,"
+                " trade_time, settlement_date) VALUES (%s, 'bonds', 'bench', %s, %s, %s, %s, %s,"
+                " %s, %s, %s, %s, %s, %s)",
+                (
+                    f"bench-{n}",
+                    n,
+                    book,
+                    security.instrument,
+                    security.asset_class,
+                    "buy" if quantity > 0 else "sell",
+                    abs(quantity),
+                    security.price,
+                    security.currency,
+                    cash,
+                    AS_OF,
+                    DAY,
+                ),
+            )
+            await conn.execute(
+                "UPDATE ledgerflow.positions SET quantity = quantity + %s"
+                " WHERE book = %s AND instrument = %s",
+                (quantity, book, security.instrument),
+            )
+            await conn.execute(
+                "INSERT INTO ledgerflow.cash_positions AS c (book, currency, amount)"
+                " VALUES (%s, %s, %s) ON CONFLICT (book, currency)"
+                " DO UPDATE SET amount = c.amount + excluded.amount",
+                (book, security.currency, cash),
+            )
+        await conn.execute(
+            "INSERT INTO ledgerflow.stream_offsets (stream, next_offset) VALUES ('bench', %s)"
+            " ON CONFLICT (stream) DO UPDATE SET next_offset = excluded.next_offset",
+            (first + len(changes),),
+        )
 
 
 @dataclass
@@ -632,6 +696,14 @@ async def measure_size(url: str, ledger: Ledger, rng: random.Random, runs: int) 
                 state.holdings[instrument], state.nets[instrument], by_id[instrument]
             )
             consistent &= held == state.holdings[instrument]
+        # The worker's path: RunningLcr, built once from every row.
+        running = RunningLcr()
+        began = time.perf_counter()
+        await running.refresh(conn, AS_OF)
+        rebuild_s = time.perf_counter() - began
+        refresh_one: list[float] = []
+        refresh_batch: list[float] = []
+        offset = 0
         full: list[float] = []
         inputs_s: list[float] = []
         full_arithmetic: list[float] = []
@@ -655,13 +727,14 @@ async def measure_size(url: str, ledger: Ledger, rng: random.Random, runs: int) 
             incremental.append(time.perf_counter() - began)
             apply_only.append(applied - began)
             state.holdings[instrument], state.nets[instrument] = new, net
-            # (a) and (b) The same change in the ledger, and lcr_now: in all, and its
-            # liquidity_inputs within.
-            await conn.execute(
-                "UPDATE ledgerflow.positions SET quantity = quantity + %s"
-                " WHERE book = %s AND instrument = %s",
-                (net - previous, book, instrument),
-            )
+            # (d) The same change as a trade the ledger stores (its cash moves too), and the
+            # worker's refresh after it.
+            await store_batch(conn, [(book, by_id[instrument], net - previous)], offset)
+            offset += 1
+            began = time.perf_counter()
+            refreshed, _ = await running.refresh(conn, AS_OF)
+            refresh_one.append(time.perf_counter() - began)
+            # (a) and (b) lcr_now on that ledger: in all, and its liquidity_inputs within.
             with inputs_timed(inputs_s):
                 began = time.perf_counter()
                 recomputed = await liquidity.lcr_now(conn, AS_OF)
@@ -673,8 +746,9 @@ async def measure_size(url: str, ledger: Ledger, rng: random.Random, runs: int) 
                     "level": str(old.level),
                     "book": book,
                     "quantity_change": str(net - previous),
-                    "lcr": None if quick.lcr is None else str(quick.lcr),
-                    "exact": quick == recomputed and quick.as_json() == recomputed.as_json(),
+                    "lcr": None if refreshed.lcr is None else str(refreshed.lcr),
+                    "exact": refreshed == recomputed
+                    and refreshed.as_json() == recomputed.as_json(),
                 }
             )
         # The last change undone and made again, over and over: a steadier figure for a few
@@ -688,6 +762,26 @@ async def measure_size(url: str, ledger: Ledger, rng: random.Random, runs: int) 
             current = following
         steady = (time.perf_counter() - began) / STEADY_REPEATS
         consistent &= figures(totals) == figures(state.totals)
+        # (e) Batches of BATCH trades in securities drawn at random, the worker's refresh
+        # after each, checked against lcr_now.
+        held = sorted(state.holdings)
+        for _ in range(runs):
+            changes = []
+            for _ in range(BATCH):
+                instrument = rng.choice(held)
+                if by_id[instrument].price is None:
+                    continue
+                book = rng.choice(state.books[instrument])
+                changes.append(
+                    (book, by_id[instrument], Decimal(rng.choice((-1, 1)) * rng.randint(1, 500)))
+                )
+            await store_batch(conn, changes, offset)
+            offset += len(changes)
+            began = time.perf_counter()
+            refreshed, _ = await running.refresh(conn, AS_OF)
+            refresh_batch.append(time.perf_counter() - began)
+            consistent &= refreshed == await liquidity.lcr_now(conn, AS_OF)
+        consistent &= running.rebuilds == 1
         positions_plan = await plan(conn, "positions")
     return {
         "counts": {
@@ -714,11 +808,13 @@ async def measure_size(url: str, ledger: Ledger, rng: random.Random, runs: int) 
         "incremental": us(incremental),
         "incremental_without_figures": us(apply_only),
         "incremental_mean_of_1000_us": round(steady * 1e6, 1),
+        "running_rebuild_ms": round(rebuild_s * 1000, 3),
+        "refresh_after_one_trade": ms(refresh_one),
+        "refresh_after_batch": ms(refresh_batch),
+        "ratio_full_to_refresh": round(statistics.median(full) / statistics.median(refresh_one), 1),
         "changes": checks,
         "exact": consistent and all(c["exact"] for c in checks),
-        "ratio_full_to_incremental": round(
-            statistics.median(full) / statistics.median(incremental)
-        ),
+        "ratio_full_to_arithmetic": round(statistics.median(full) / statistics.median(incremental)),
         "ratio_inputs_to_arithmetic": round(
             statistics.median(inputs_s) / statistics.median(arithmetic), 1
         ),
@@ -770,7 +866,8 @@ def main() -> int:
     print(
         f"{'instruments':>11} {'positions':>9} {'holdings':>8} {'flows':>5} {'lcr':>8}"
         f" {'lcr_now ms':>10} {'inputs ms':>9} {'compute_lcr ms':>14} {'Totals.of ms':>12}"
-        f" {'incr us':>7} {'incr x1000 us':>13} {'full/incr':>9} {'exact':>5}"
+        f" {'refresh ms':>10} {f'refresh {BATCH} ms':>14} {'full/refresh':>12}"
+        f" {'arith us':>8} {'exact':>5}"
     )
     for s in sizes:
         print(
@@ -778,8 +875,9 @@ def main() -> int:
             f" {s['counts']['flows']:>5,} {s['figures']['lcr']:>8}"
             f" {s['lcr_now']['median_ms']:>10} {s['liquidity_inputs']['median_ms']:>9}"
             f" {s['compute_lcr']['median_ms']:>14} {s['totals_of_ms']:>12}"
-            f" {s['incremental']['median_us']:>7} {s['incremental_mean_of_1000_us']:>13}"
-            f" {s['ratio_full_to_incremental']:>9,} {'yes' if s['exact'] else 'NO':>5}"
+            f" {s['refresh_after_one_trade']['median_ms']:>10}"
+            f" {s['refresh_after_batch']['median_ms']:>14} {s['ratio_full_to_refresh']:>12}"
+            f" {s['incremental']['median_us']:>8} {'yes' if s['exact'] else 'NO':>5}"
         )
     for s in sizes:
         reads = s["first_call_reads"]
@@ -789,7 +887,11 @@ def main() -> int:
             f" {s['liquidity_inputs']['ms']} ms + compute_lcr {s['lcr_now_arithmetic']['ms']} ms;"
             f" first call's reads {reads['ms']} ms ({by_query}), build_inputs"
             f" {s['build_inputs']['median_ms']} ms; liquidity_inputs / compute_lcr"
-            f" x {s['ratio_inputs_to_arithmetic']}; incremental {s['incremental']['us']} us"
+            f" x {s['ratio_inputs_to_arithmetic']}; RunningLcr built in"
+            f" {s['running_rebuild_ms']} ms, refreshed after one trade"
+            f" {s['refresh_after_one_trade']['ms']} ms, after {BATCH}"
+            f" {s['refresh_after_batch']['ms']} ms; arithmetic of one change"
+            f" {s['incremental']['us']} us"
             f" ({s['incremental_without_figures']['median_us']} us before figures, figures"
             f" alone {s['figures_alone']['median_us']} us)"
         )

@@ -151,6 +151,8 @@ class Settings(BaseSettings):
         "trades.normalised", pattern=r"^([A-Za-z0-9_.\-]{1,255})?$"
     )
     treasury_batch_size: int = Field(500, ge=1, le=10_000)
+    # How long a batch waits for more messages after its first, in seconds.
+    treasury_batch_wait: float = Field(0.01, ge=0, le=5)
     # A Confluent-compatible schema registry; unset, ledgerflow's own schema store.
     schema_registry_url: str | None = None
     schema_registry_token: str | None = Field(None, repr=False)

@@ -42,92 +42,138 @@ CURRENCY_PRICES = [
     if r is not None and r[0] == "currency"
 ]
 BOOKS = ("banking", "trading")
-CURRENCIES = ("USD", "EUR", "GBP", "CHF")
-amounts = st.decimals(min_value=-5000, max_value=5000, places=2, allow_nan=False)
+SECURITIES = ("UST", "AGY", "RMBS", "EQ", "BAD2B", "NOPRICE", "JUNK", "MYSTERY")
+quantities = st.decimals(min_value=1, max_value=5000, places=2, allow_nan=False)
+
+
+def reference_of(instrument: str) -> dict[str, Any]:
+    asset_class, level, category, currency, price = REFERENCE.get(instrument) or (None,) * 5
+    return {
+        "asset_class": asset_class,
+        "hqla_level": level,
+        "haircut_category": category,
+        "currency": currency,
+        "price": price,
+    }
 
 
 class Ledger:
-    """The rows of the ledger, as liquidity.sql reads them."""
+    """Trades stored as the ledger stores them, and the rows liquidity.sql reads of them."""
 
     def __init__(self) -> None:
         self.positions: dict[tuple[str, str], Decimal] = {}
-        self.unsettled: dict[tuple[str, str], Decimal] = {}
         self.cash: dict[str, Decimal] = {}
-        self.trades: dict[str, Row] = {}
+        self.trades: list[Row] = []
         self.balances: list[Row] = []
 
-    def rows_of(self, instrument: str) -> list[Row]:
-        reference = REFERENCE[instrument]
-        asset_class, level, category, currency, price = reference or (None,) * 5
+    def store(self, trade: Row) -> None:
+        key = (trade["book"], trade["instrument"])
+        signed = trade["quantity"] if trade["side"] == "buy" else -trade["quantity"]
+        self.positions[key] = self.positions.get(key, D(0)) + signed
+        currency = trade["currency"]
+        self.cash[currency] = self.cash.get(currency, D(0)) + trade["settlement_amount"]
+        self.trades.append(trade)
+
+    def held_positions(self, instrument: str) -> list[Row]:
         return [
-            {
-                "book": book,
-                "instrument": instrument,
-                "quantity": quantity,
-                "asset_class": asset_class,
-                "hqla_level": level,
-                "haircut_category": category,
-                "currency": currency,
-                "price": price,
-                "fx": instrument in ("CHF", "EUR"),
-                "interbank": False,
-                "unsettled": self.unsettled.get((book, instrument), D(0)),
-            }
-            for (book, held), quantity in sorted(self.positions.items())
+            {"book": book, "instrument": instrument, "quantity": q, **reference_of(instrument)}
+            for (book, held), q in sorted(self.positions.items())
             if held == instrument
         ]
 
+    def positions_rows(self) -> list[Row]:
+        rows = []
+        for instrument in sorted({i for _, i in self.positions}):
+            for row in self.held_positions(instrument):
+                mine = [
+                    t
+                    for t in self.trades
+                    if (t["book"], t["instrument"]) == (row["book"], instrument)
+                ]
+                unsettled = sum(
+                    (
+                        t["quantity"] if t["side"] == "buy" else -t["quantity"]
+                        for t in mine
+                        if t["asset_class"] == "fx" and t["settlement_date"] > DAY
+                    ),
+                    D(0),
+                )
+                rows.append(
+                    {
+                        **row,
+                        "fx": any(t["asset_class"] == "fx" for t in mine),
+                        "interbank": any(t["asset_class"] == "interbank" for t in mine),
+                        "unsettled": unsettled,
+                    }
+                )
+        return rows
+
     def rows(self) -> dict[str, list[Row]]:
+        last = DAY + timedelta(days=30)
+        unsettled: dict[str, Decimal] = {}
+        for t in self.trades:
+            if t["asset_class"] == "fx" and t["settlement_date"] > DAY:
+                unsettled[t["currency"]] = (
+                    unsettled.get(t["currency"], D(0)) + t["settlement_amount"]
+                )
         return {
             "currency_prices": CURRENCY_PRICES,
-            "positions": [row for i in sorted(REFERENCE) for row in self.rows_of(i)],
-            "settled_cash": [{"currency": c, "amount": a} for c, a in sorted(self.cash.items())],
-            "horizon_trades": list(self.trades.values()),
+            "positions": self.positions_rows(),
+            "settled_cash": [
+                {"currency": c, "held": self.cash.get(c, D(0)), "unsettled": unsettled.get(c, D(0))}
+                for c in sorted(set(self.cash) | set(unsettled))
+            ],
+            "horizon_trades": [
+                t
+                for t in self.trades
+                if (t["asset_class"] in ("repo", "interbank") and DAY <= t["maturity_date"] <= last)
+                or (t["asset_class"] == "fx" and DAY < t["settlement_date"] <= last)
+            ],
             "balances": self.balances,
         }
 
 
-def trade(n: int, kind: str, side: str, amount: Decimal, days: int, collateral: str) -> Row:
-    reference = REFERENCE.get(collateral)
-    quantity = abs(amount) or D(1)
+def trade(
+    n: int, kind: str, book: str, instrument: str, side: str, quantity: Decimal, days: int
+) -> Row:
+    if kind == "fx":
+        instrument = {"UST": "EUR", "AGY": "GBP"}.get(instrument, "CHF")
+    elif kind == "interbank":
+        instrument = "BANKA"
+    reference = reference_of(instrument)
+    cash = (quantity * D("1.1")).quantize(D("0.01"))
     return {
         "trade_id": f"T{n}",
-        "book": "banking",
-        "instrument": "CHF" if kind == "fx" else collateral,
+        "book": book,
+        "instrument": instrument,
         "asset_class": kind,
         "side": side,
         "quantity": quantity,
         "currency": "USD",
-        "settlement_amount": -quantity if side == "buy" else quantity,
+        "settlement_amount": -cash if side == "buy" else cash,
         "settlement_date": DAY + timedelta(days=days),
-        "maturity_date": DAY + timedelta(days=days),
+        "maturity_date": DAY + timedelta(days=days) if kind in ("repo", "interbank") else None,
         "counterparty_type": "financial_institution",
-        "collateral_instrument": collateral if kind == "repo" else None,
-        "hqla_level": reference[1] if reference else None,
-        "haircut_category": reference[2] if reference else None,
-        "collateral_currency": reference[3] if reference else None,
-        "price": reference[4] if reference else None,
+        "collateral_instrument": instrument if kind == "repo" else None,
+        "hqla_level": reference["hqla_level"] if kind == "repo" else None,
+        "haircut_category": reference["haircut_category"] if kind == "repo" else None,
+        "collateral_currency": reference["currency"] if kind == "repo" else None,
+        "price": reference["price"] if kind == "repo" else None,
     }
 
 
 changes = st.lists(
     st.one_of(
         st.tuples(
-            st.just("position"), st.sampled_from(BOOKS), st.sampled_from(sorted(REFERENCE)), amounts
-        ),
-        st.tuples(
-            st.just("unsettled"), st.sampled_from(BOOKS), st.sampled_from(("CHF", "EUR")), amounts
-        ),
-        st.tuples(st.just("cash"), st.sampled_from(CURRENCIES), amounts),
-        st.tuples(
             st.just("trade"),
-            st.sampled_from(("repo", "interbank", "fx")),
+            st.sampled_from(("bond", "repo", "interbank", "fx")),
+            st.sampled_from(BOOKS),
+            st.sampled_from(SECURITIES),
             st.sampled_from(("buy", "sell")),
-            amounts,
-            st.integers(min_value=1, max_value=30),
-            st.sampled_from(sorted(REFERENCE)),
+            quantities,
+            st.integers(min_value=-3, max_value=40),
         ),
-        st.tuples(st.just("balance"), amounts),
+        st.tuples(st.just("balance"), quantities),
     ),
     max_size=40,
 )
@@ -164,25 +210,17 @@ def test_changed_key_by_key_it_equals_the_inputs_built_from_every_row(
     running = running_inputs(DAY, "USD", rates, found, ledger.rows())
     for n, step in enumerate(steps):
         match step:
-            case ("position", book, instrument, delta):
-                ledger.positions[book, instrument] = (
-                    ledger.positions.get((book, instrument), D(0)) + delta
+            case ("trade", kind, book, instrument, side, quantity, days):
+                stored = trade(n, kind, book, instrument, side, quantity, days)
+                ledger.store(stored)
+                running.add_stored(stored)
+                running.set_instrument(
+                    stored["instrument"], ledger.held_positions(stored["instrument"])
                 )
-                running.set_instrument(instrument, ledger.rows_of(instrument))
-            case ("unsettled", book, instrument, delta):
-                ledger.unsettled[book, instrument] = delta
-                running.set_instrument(instrument, ledger.rows_of(instrument))
-            case ("cash", currency, delta):
-                ledger.cash[currency] = ledger.cash.get(currency, D(0)) + delta
-                running.set_cash(currency, ledger.cash[currency])
-            case ("trade", kind, side, amount, days, collateral):
-                row = trade(n, kind, side, amount, days, collateral)
-                ledger.trades[row["trade_id"]] = row
-                running.set_trade(row)
-                running.set_trade(row)  # again: a trade counts once
+                running.set_cash("USD", ledger.cash["USD"])
             case ("balance", amount):
                 ledger.balances = [
-                    {"category": "retail_stable", "amount": abs(amount), "currency": "EUR"}
+                    {"category": "retail_stable", "amount": amount, "currency": "EUR"}
                 ]
                 running.set_balances(ledger.balances)
         rebuilt = running_inputs(DAY, "USD", rates, found, ledger.rows())

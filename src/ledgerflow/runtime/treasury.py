@@ -173,6 +173,7 @@ async def treasury_forever(
             normaliser.normalise,
             (RejectedTrade,),
             batch_size=settings.treasury_batch_size,
+            max_wait=settings.treasury_batch_wait,
             on_batch=batch_done,
             control=settings.treasury_control_stream,
             reserved=(normalised,) if normalised else (),

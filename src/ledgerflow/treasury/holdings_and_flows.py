@@ -62,7 +62,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import (
     ROUND_CEILING,
     ROUND_FLOOR,
@@ -78,6 +78,7 @@ from typing import Any, Literal
 
 from ledgerflow.core.amounts import MAX_FRACTION_DIGITS
 from ledgerflow.treasury.lcr import (
+    HORIZON_DAYS,
     LEVEL_2B_CATEGORIES,
     Flow,
     Holding,
@@ -424,10 +425,15 @@ class RunningInputs:
     change costs what it touches, not the book. Built from every row by
     :func:`build_inputs`; a new day, new reference data or other overrides need a new one.
 
-    The rows are those of liquidity.sql's queries: ``set_instrument`` takes an instrument's
-    ``positions`` rows (every book; none when it has no position), ``set_cash`` a currency's
-    ``settled_cash`` amount, ``set_trade`` a ``horizon_trades`` row (a trade already set is
-    left as it is: trades do not change), ``set_balances`` every ``balances`` row.
+    The rows are those of liquidity.sql's queries. Built from every row
+    (:func:`running_inputs`), it learns from ``positions`` which positions hold FX or
+    interbank claims and how much of them is unsettled, and from ``settled_cash`` the cash
+    FX trades leave unsettled; from then on ``add_stored`` tells it of each trade stored
+    since (those sums move, and a trade whose cash moves within the horizon adds its flow),
+    ``set_instrument`` takes an instrument's ``held_positions`` rows (every book; none when
+    it has no position), ``set_cash`` a currency's ``held_cash``, ``set_balances`` every
+    ``balances`` row. So a batch costs reads of its own trades and of the keys they touched,
+    never of every FX trade still to settle.
     """
 
     def __init__(
@@ -453,6 +459,9 @@ class RunningInputs:
         self._cash: dict[str, Decimal] = defaultdict(Decimal)
         self._balances: tuple[CashBalance, ...] = ()
         self._fx: set[str] = set()
+        # (book, instrument) -> [holds FX, holds interbank claims, unsettled quantity]
+        self._kinds: dict[tuple[str, str], list[Any]] = {}
+        self._unsettled_cash: dict[str, Decimal] = defaultdict(Decimal)
         self._legs: dict[tuple[str, date], Decimal] = defaultdict(Decimal)
         self._stale_cash = False
         self._stale_legs: set[tuple[str, date]] = set()
@@ -485,9 +494,59 @@ class RunningInputs:
         if before or after:
             self._stale_cash = True
 
+    def _kind(self, book: str, instrument: str) -> list[Any]:
+        return self._kinds.setdefault((book, instrument), [False, False, ZERO])
+
+    def learn(self, positions: list[Row], settled_cash: list[Row]) -> None:
+        """What the reads of every row (``positions``, ``settled_cash``) say of FX,
+        interbank claims and unsettled cash; before anything is set."""
+        for row in positions:
+            if row["fx"] or row["interbank"] or not row["unsettled"].is_zero():
+                self._kinds[row["book"], row["instrument"]] = [
+                    row["fx"],
+                    row["interbank"],
+                    row["unsettled"],
+                ]
+        for row in settled_cash:
+            self._unsettled_cash[row["currency"]] = row["unsettled"]
+
+    def add_stored(self, trade: Row) -> None:
+        """A trade stored since the inputs were built (a ``trades_since`` row): call
+        ``set_instrument`` and ``set_cash`` for its instrument and currency after."""
+        kind = trade["asset_class"]
+        if kind == "fx":
+            found = self._kind(trade["book"], trade["instrument"])
+            found[0] = True
+            when = trade["settlement_date"]
+            if when > self.day:
+                signed = trade["quantity"] if trade["side"] == "buy" else -trade["quantity"]
+                found[2] = _EXACT.add(found[2], signed)
+                currency = trade["currency"]
+                self._unsettled_cash[currency] = _EXACT.add(
+                    self._unsettled_cash[currency], trade["settlement_amount"]
+                )
+            if self.day < when <= self.day + timedelta(days=HORIZON_DAYS):
+                self.set_trade(trade)
+        elif kind in ("repo", "interbank"):
+            if kind == "interbank":
+                self._kind(trade["book"], trade["instrument"])[1] = True
+            maturity = trade["maturity_date"]
+            if maturity is not None and 0 <= (maturity - self.day).days <= HORIZON_DAYS:
+                self.set_trade(trade)
+
+    def _with_kind(self, row: Row) -> Row:
+        fx, interbank, unsettled = self._kinds.get((row["book"], row["instrument"])) or (
+            False,
+            False,
+            ZERO,
+        )
+        return {**row, "fx": fx, "interbank": interbank, "unsettled": unsettled}
+
     def set_instrument(self, instrument: str, rows: list[Row]) -> None:
         """An instrument's positions, in every book, as they are now."""
         book = _Book(self._conversion)
+        if rows and "fx" not in rows[0]:  # held_positions rows: what the trades told it
+            rows = [self._with_kind(row) for row in rows]
         with localcontext(_EXACT):
             cash = _instrument(book, instrument, rows, self._instruments.get(instrument))
         self._move_cash(self._instrument_cash.pop(instrument, {}), cash)
@@ -495,8 +554,9 @@ class RunningInputs:
             self._instrument_cash[instrument] = cash
         self._replace(("instrument", instrument), book.piece())
 
-    def set_cash(self, currency: str, amount: Decimal) -> None:
-        """A currency's settled cash over every book, as it is now."""
+    def set_cash(self, currency: str, held: Decimal) -> None:
+        """A currency's cash over every book (trade date), as it is now."""
+        amount = _EXACT.subtract(held, self._unsettled_cash.get(currency, ZERO))
         before = self._settled.pop(currency, None)
         if not amount.is_zero():
             self._settled[currency] = amount
@@ -601,10 +661,11 @@ def running_inputs(
 ) -> RunningInputs:
     """The running inputs of every row (as :func:`build_inputs` takes them)."""
     running = RunningInputs(day, currency, rates, overrides, rows["currency_prices"])
+    running.learn(rows["positions"], rows["settled_cash"])
     for instrument, group in groupby(rows["positions"], key=lambda row: row["instrument"]):
         running.set_instrument(instrument, list(group))
     for row in rows["settled_cash"]:
-        running.set_cash(row["currency"], row["amount"])
+        running.set_cash(row["currency"], row["held"])
     running.figures()  # the cash, then the trades, the settlements and the balances
     for row in rows["horizon_trades"]:
         running.set_trade(row)

@@ -343,11 +343,9 @@ class Totals:
         return self._flow(flow, -ONE)
 
     def _holding(self, holding: Holding, sign: Decimal) -> Totals:
+        value = _after_haircut(holding.market_value, holding.level, holding.category, self.rates)
         with localcontext(_EXACT):
-            value = sign * _after_haircut(
-                holding.market_value, holding.level, holding.category, self.rates
-            )
-            return self._stock(holding.level, holding.category, value)
+            return self._stock(holding.level, holding.category, value if sign > 0 else -value)
 
     def _stock(self, level: Level, category: str | None, delta: Decimal) -> Totals:
         if level is Level.LEVEL_1:
@@ -393,8 +391,9 @@ class Totals:
 
 
 def _after_haircut(value: Decimal, level: Level, category: str | None, rates: Rates) -> Decimal:
-    with localcontext(_EXACT):
-        return value * (ONE - rates.haircut(level, category))
+    if level is Level.LEVEL_1 and rates.haircut_level1.is_zero():
+        return value
+    return _EXACT.multiply(value, _EXACT.subtract(ONE, rates.haircut(level, category)))
 
 
 def _json_amount(value: Decimal) -> str:

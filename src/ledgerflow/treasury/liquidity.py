@@ -92,24 +92,12 @@ async def _rows(
     conn: psycopg.AsyncConnection[Any], query: LiteralString, params: Mapping[str, Any]
 ) -> list[Row]:
     async with conn.cursor(row_factory=dict_row) as cursor:
-        # Never prepared: the reads of every key and of a few take different plans.
-        await cursor.execute(query, params, prepare=False)
+        await cursor.execute(query, params)
         return await cursor.fetchall()
 
 
-def _horizon(day: date) -> dict[str, Any]:
-    """The parameters of the reads of every key, on ``day``."""
-    return {
-        "day": day,
-        "last_day": day + timedelta(days=HORIZON_DAYS),
-        "instruments": None,
-        "currencies": None,
-        "trade_ids": None,
-    }
-
-
 async def _every_row(conn: psycopg.AsyncConnection[Any], day: date) -> dict[str, list[Row]]:
-    params = _horizon(day)
+    params = {"day": day, "last_day": day + timedelta(days=HORIZON_DAYS)}
     return {name: await _rows(conn, query, params) for name, query in _INPUTS.items()}
 
 
@@ -256,7 +244,7 @@ class RunningLcr:
                 unadjusted = running_inputs(day, self.currency, self.rates, (), rows)
                 self.rebuilds += 1
             else:
-                await self._update(conn, day, offsets, (adjusted, unadjusted))
+                await self._update(conn, offsets, (adjusted, unadjusted))
         self._adjusted, self._unadjusted = adjusted, unadjusted
         self._version, self.offsets = version, offsets
         return adjusted.figures(), unadjusted.figures()
@@ -264,7 +252,6 @@ class RunningLcr:
     async def _update(
         self,
         conn: psycopg.AsyncConnection[Any],
-        day: date,
         offsets: dict[str, int],
         both: tuple[RunningInputs, RunningInputs],
     ) -> None:
@@ -274,32 +261,33 @@ class RunningLcr:
         moved = [s for s, o in offsets.items() if o > self.offsets.get(s, 0)]
         if not moved:
             return
-        since = {"streams": moved, "offsets": [self.offsets.get(s, 0) for s in moved]}
-        stored = await _rows(conn, QUERIES["trades_since"], since)
+        stored = [
+            trade
+            for stream in moved
+            for trade in await _rows(
+                conn,
+                QUERIES["trades_since"],
+                {"stream": stream, "next_offset": self.offsets.get(stream, 0)},
+            )
+        ]
         if not stored:
             return
         instruments = sorted({t["instrument"] for t in stored})
         currencies = sorted({t["currency"] for t in stored})
-        params = _horizon(day) | {
-            "instruments": instruments,
-            "currencies": currencies,
-            "trade_ids": [t["trade_id"] for t in stored],
-        }
+        keys = {"instruments": instruments, "currencies": currencies}
         positions: dict[str, list[Row]] = {i: [] for i in instruments}
-        for row in await _rows(conn, QUERIES["positions"], params):
+        for row in await _rows(conn, QUERIES["held_positions"], keys):
             positions[row["instrument"]].append(row)
-        cash = {
-            row["currency"]: row["amount"]
-            for row in await _rows(conn, QUERIES["settled_cash"], params)
+        held = {
+            row["currency"]: row["held"] for row in await _rows(conn, QUERIES["held_cash"], keys)
         }
-        trades = await _rows(conn, QUERIES["horizon_trades"], params)
         for running in both:
+            for trade in stored:
+                running.add_stored(trade)
             for instrument, rows in positions.items():
                 running.set_instrument(instrument, rows)
             for currency in currencies:
-                running.set_cash(currency, cash.get(currency, Decimal(0)))
-            for trade in trades:
-                running.set_trade(trade)
+                running.set_cash(currency, held.get(currency, Decimal(0)))
 
 
 async def lcr_at(

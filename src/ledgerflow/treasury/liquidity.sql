@@ -11,26 +11,29 @@ SELECT instrument, currency, price
 FROM ledgerflow.instruments WHERE asset_class = 'currency' ORDER BY instrument;
 
 -- name: settled_cash
--- Cash per currency over every book, as settled on the as-of date: an FX trade that
--- settles later is a flow, so its cash is taken back out of the ledger's trade-date sums.
--- %(currencies)s: only those currencies, or (null) every one.
-SELECT currency, sum(amount) AS amount
+-- Cash per currency over every book as the ledger holds it (trade date), and the part of
+-- it FX trades settling after the as-of date leave unsettled: that part is a flow, not
+-- cash, until then.
+SELECT currency, coalesce(sum(held), 0) AS held, coalesce(sum(unsettled), 0) AS unsettled
 FROM (
-    SELECT currency, amount FROM ledgerflow.cash_positions
-    WHERE %(currencies)s::text[] IS NULL OR currency = ANY(%(currencies)s::text[])
+    SELECT currency, amount AS held, NULL::numeric AS unsettled FROM ledgerflow.cash_positions
     UNION ALL
-    SELECT currency, -settlement_amount FROM ledgerflow.trades
+    SELECT currency, NULL, settlement_amount FROM ledgerflow.trades
     WHERE asset_class = 'fx' AND settlement_date > %(day)s
-      AND (%(currencies)s::text[] IS NULL OR currency = ANY(%(currencies)s::text[]))
 ) AS cash
 GROUP BY currency ORDER BY currency;
+
+-- name: held_cash
+-- Some currencies' cash over every book (trade date).
+SELECT currency, sum(amount) AS held FROM ledgerflow.cash_positions
+WHERE currency = ANY(%(currencies)s::text[])
+GROUP BY currency;
 
 -- name: positions
 -- Every position with its reference data (null when there is none), whether it holds FX
 -- (a currency bought or sold) or interbank claims, and the part of it unsettled on the
 -- as-of date (FX only, as above). The FX and interbank trades are read once, grouped by
--- book and instrument, not once a position. %(instruments)s: only those instruments, or
--- (null) every one.
+-- book and instrument, not once a position.
 WITH kinds AS (
     SELECT book, instrument,
            bool_or(asset_class = 'fx') AS fx,
@@ -39,7 +42,6 @@ WITH kinds AS (
                     THEN CASE side WHEN 'buy' THEN quantity ELSE -quantity END END) AS unsettled
     FROM ledgerflow.trades
     WHERE asset_class IN ('fx', 'interbank')
-      AND (%(instruments)s::text[] IS NULL OR instrument = ANY(%(instruments)s::text[]))
     GROUP BY book, instrument
 )
 SELECT p.book, p.instrument, p.quantity,
@@ -50,24 +52,31 @@ SELECT p.book, p.instrument, p.quantity,
 FROM ledgerflow.positions p
 LEFT JOIN ledgerflow.instruments i ON i.instrument = p.instrument
 LEFT JOIN kinds k ON k.book = p.book AND k.instrument = p.instrument
-WHERE %(instruments)s::text[] IS NULL OR p.instrument = ANY(%(instruments)s::text[])
+ORDER BY p.instrument, p.book;
+
+-- name: held_positions
+-- Some instruments' positions in every book, with their reference data.
+SELECT p.book, p.instrument, p.quantity,
+       i.asset_class, i.hqla_level, i.haircut_category, i.currency, i.price
+FROM ledgerflow.positions p
+LEFT JOIN ledgerflow.instruments i ON i.instrument = p.instrument
+WHERE p.instrument = ANY(%(instruments)s::text[])
 ORDER BY p.instrument, p.book;
 
 -- name: horizon_trades
 -- The trades whose cash moves within the stress period: repos and interbank deals
 -- maturing from the as-of date on, FX trades settling after it; with the reference data
--- of a repo's collateral. %(trade_ids)s: only those trades, or (null) every one.
+-- of a repo's collateral.
 SELECT t.trade_id, t.book, t.instrument, t.asset_class, t.side, t.quantity, t.currency,
        t.settlement_amount, t.settlement_date, t.maturity_date, t.counterparty_type,
        t.collateral_instrument,
        i.hqla_level, i.haircut_category, i.currency AS collateral_currency, i.price
 FROM ledgerflow.trades t
 LEFT JOIN ledgerflow.instruments i ON i.instrument = t.collateral_instrument
-WHERE ((t.asset_class IN ('repo', 'interbank')
-        AND t.maturity_date BETWEEN %(day)s AND %(last_day)s)
-    OR (t.asset_class = 'fx' AND t.settlement_date > %(day)s
-        AND t.settlement_date <= %(last_day)s))
-  AND (%(trade_ids)s::text[] IS NULL OR t.trade_id = ANY(%(trade_ids)s::text[]))
+WHERE (t.asset_class IN ('repo', 'interbank')
+       AND t.maturity_date BETWEEN %(day)s AND %(last_day)s)
+   OR (t.asset_class = 'fx' AND t.settlement_date > %(day)s
+       AND t.settlement_date <= %(last_day)s)
 ORDER BY t.trade_id;
 
 -- name: stream_offsets
@@ -75,10 +84,18 @@ ORDER BY t.trade_id;
 SELECT stream, next_offset FROM ledgerflow.stream_offsets;
 
 -- name: trades_since
--- The trades stored from each stream at or after an offset: what a batch touched.
-SELECT t.trade_id, t.instrument, t.currency
-FROM unnest(%(streams)s::text[], %(offsets)s::bigint[]) AS f(stream, next_offset)
-JOIN ledgerflow.trades t ON t.stream = f.stream AND t.stream_offset >= f.next_offset;
+-- The trades stored from one stream at or after an offset (what the batches since then
+-- touched), as horizon_trades reads a trade. One stream at a time, its name and offset
+-- given as values: the planner takes the (stream, stream_offset) index even when its
+-- statistics predate the day's trades.
+SELECT t.trade_id, t.book, t.instrument, t.asset_class, t.side, t.quantity, t.currency,
+       t.settlement_amount, t.settlement_date, t.maturity_date, t.counterparty_type,
+       t.collateral_instrument,
+       i.hqla_level, i.haircut_category, i.currency AS collateral_currency, i.price
+FROM ledgerflow.trades t
+LEFT JOIN ledgerflow.instruments i ON i.instrument = t.collateral_instrument
+WHERE t.stream = %(stream)s AND t.stream_offset >= %(next_offset)s
+ORDER BY t.stream_offset;
 
 -- name: reference_version
 SELECT version FROM ledgerflow.treasury_versions WHERE name = 'instruments';

@@ -24,10 +24,5 @@ CREATE TRIGGER instruments_version
 AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ledgerflow.instruments
 FOR EACH STATEMENT EXECUTE FUNCTION ledgerflow.treasury_version_moves();
 
--- The reads of one instrument's positions over every book, and of its FX and interbank
--- trades; FX trades by settlement day (the cash they leave unsettled).
+-- The read of some instruments' positions in every book.
 CREATE INDEX positions_instrument_idx ON ledgerflow.positions (instrument);
-CREATE INDEX trades_fx_interbank_instrument_idx ON ledgerflow.trades (instrument)
-    WHERE asset_class IN ('fx', 'interbank');
-CREATE INDEX trades_fx_settlement_idx ON ledgerflow.trades (settlement_date)
-    WHERE asset_class = 'fx';
