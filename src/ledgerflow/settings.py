@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "postgresql://ledgerflow:ledgerflow@127.0.0.1:5432/ledgerflow"
+    # Streaming replicas of it, comma-separated: the API's reads of /rates and the console
+    # go there (docs/scaling.md); a replica further behind than the lag is left out.
+    database_read_urls: str = ""
+    read_replica_max_lag: float = Field(5.0, gt=0, le=3600)
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue: str = Field("incoming_transactions", min_length=1, max_length=255)
@@ -181,6 +185,18 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url(cls, value: str) -> str:
         return _require_scheme(value, ("postgresql", "postgres"))
+
+    @field_validator("database_read_urls")
+    @classmethod
+    def _database_read_urls(cls, value: str) -> str:
+        for url in (u.strip() for u in value.split(",")):
+            if url:
+                _require_scheme(url, ("postgresql", "postgres"))
+        return value
+
+    def read_urls(self) -> list[str]:
+        """The replicas' URLs (LEDGERFLOW_DATABASE_READ_URLS)."""
+        return [u.strip() for u in self.database_read_urls.split(",") if u.strip()]
 
     @field_validator("amqp_url")
     @classmethod

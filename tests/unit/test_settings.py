@@ -32,6 +32,9 @@ def test_defaults_point_at_local_services() -> None:
         ("LEDGERFLOW_BATCH_SIZE", "zero"),
         ("LEDGERFLOW_QUEUE", ""),
         ("LEDGERFLOW_LOG_LEVEL", "loud"),
+        ("LEDGERFLOW_DATABASE_READ_URLS", "postgresql://r1/x, mysql://r2/x"),
+        ("LEDGERFLOW_READ_REPLICA_MAX_LAG", "0"),
+        ("LEDGERFLOW_TREASURY_BATCH_WAIT", "-1"),
     ],
 )
 def test_bad_configuration_names_the_variable(
@@ -41,6 +44,13 @@ def test_bad_configuration_names_the_variable(
     with pytest.raises(ConfigError) as raised:
         load_settings()
     assert variable in str(raised.value)
+
+
+def test_read_urls_are_split_on_commas(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEDGERFLOW_DATABASE_READ_URLS", " postgresql://r1/x ,,postgres://r2/x")
+    assert load_settings().read_urls() == ["postgresql://r1/x", "postgres://r2/x"]
+    monkeypatch.delenv("LEDGERFLOW_DATABASE_READ_URLS")
+    assert load_settings().read_urls() == []
 
 
 def test_a_dotenv_file_is_honoured_and_the_environment_wins(

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from ledgerflow.auth.access import optional, require
 from ledgerflow.auth.model import AuthError, Identity
 from ledgerflow.auth.store import audit
+from ledgerflow.db.replicas import Connections
 from ledgerflow.rates import price_batches
 from ledgerflow.rates.cache import Answer, RatesCache
 from ledgerflow.rates.lanes import BadRequest, lanes_for, parse_rates_query
@@ -35,7 +36,8 @@ log = structlog.get_logger(__name__)
 class RatesState:
     """What the rates routes need, for the lifetime of the API process."""
 
-    pool: AsyncConnectionPool
+    pool: AsyncConnectionPool  # writes
+    reads: Connections  # reads: a replica in rotation, or the primary
     answer: Answer  # lane_rates, through the cache when it is on
     cache: RatesCache | None  # None when LEDGERFLOW_RATES_CACHE_SIZE is 0
     max_days: int
@@ -157,7 +159,7 @@ async def rates(
         identity.require("read")
     try:
         asked = parse_rates_query(request.query_params, state.max_days)
-        async with state.pool.connection() as conn:  # one connection for the whole request
+        async with state.reads.connection() as conn:  # one connection for the whole request
             lanes = await lanes_for(conn, asked)
             answer = await state.answer(conn, lanes)
     except BadRequest as exc:

@@ -24,6 +24,7 @@ from ledgerflow.auth.access import SESSION_COOKIE, AuthState, auth_error, identi
 from ledgerflow.auth.model import AuthError
 from ledgerflow.core.health import Health
 from ledgerflow.db.connections import keep_search_path_off_our_schema
+from ledgerflow.db.replicas import ReadPools
 from ledgerflow.feeds import pages as feeds_pages
 from ledgerflow.feeds import routes as feeds_routes
 from ledgerflow.kv.balance_store import RedisBalanceStore
@@ -101,8 +102,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[ApiState]:
         else None
     )
     await pool.open(wait=False)
+    # The console's and /rates' reads: on replicas when there are (docs/scaling.md).
+    reads = ReadPools(
+        pool,
+        settings.read_urls(),
+        max_lag=settings.read_replica_max_lag,
+        pool_size=settings.api_pool_size,
+        metrics=metrics.replicas,
+    )
+    await reads.open()
     published = RedisBalanceStore(settings.redis_url, timeout=1.0)
-    pages = console.ConsoleState(pool, published)
+    pages = console.ConsoleState(reads, published)
     hub = LiveHub(settings.redis_url, snapshot=lambda: console.snapshot(pages))
     announcer = Announcer(Notifier(settings.notify_settings(), pool.connection))
     mail = postman(settings, pool.connection)
@@ -126,6 +136,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[ApiState]:
             ),
             "rates": rates_routes.RatesState(
                 pool=pool,
+                reads=reads,
                 answer=cache.cached() if cache else lane_rates,
                 cache=cache,
                 max_days=settings.rates_max_days,
@@ -156,6 +167,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[ApiState]:
             ),
         }
     finally:
+        await reads.close()
         await announcer.close()
         await mail.close()
         for task in (fan_out, sending):

@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import psycopg
 from fastapi import APIRouter, Query
-from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -21,6 +20,7 @@ from ledgerflow.auth.model import Identity, Role
 from ledgerflow.auth.pages import page, page_responses, pages_of
 from ledgerflow.cluster.registry import workers as registered_workers
 from ledgerflow.db.rejected import rejected_page, rejected_summary
+from ledgerflow.db.replicas import Connections
 from ledgerflow.kv.balance_store import BalanceStore, BalanceStoreError
 from ledgerflow.messaging.rabbitmq import queue_backlog
 from ledgerflow.notifications.notify import notification_log
@@ -44,7 +44,7 @@ class ConsoleState:
     """What the console's pages and the live feed's snapshots read, for the lifetime of the
     API process: the database pool and the store the balances are published to."""
 
-    pool: AsyncConnectionPool
+    pool: Connections  # reads: a replica in rotation, or the primary
     published: BalanceStore
 
 
@@ -75,7 +75,7 @@ async def balances(state: ConsoleState) -> tuple[list[dict[str, Any]], str | Non
     return rows, problem
 
 
-async def workers(pool: AsyncConnectionPool) -> list[dict[str, Any]]:
+async def workers(pool: Connections) -> list[dict[str, Any]]:
     """The registered workers with their last publication."""
     async with pool.connection() as conn:
         found = await registered_workers(conn)
@@ -158,7 +158,7 @@ async def overview(
     )
 
 
-async def _with(pool: AsyncConnectionPool, query: Callable[[Any], Awaitable[T]]) -> T:
+async def _with(pool: Connections, query: Callable[[Any], Awaitable[T]]) -> T:
     """``query`` on a connection of its own from the pool."""
     async with pool.connection() as conn:
         return await query(conn)
@@ -291,7 +291,7 @@ async def explore_rates(
         state = request.state.rates
         try:
             asked = parse_rates_query(form, state.max_days)
-            async with state.pool.connection() as conn:
+            async with state.reads.connection() as conn:
                 answer = await state.answer(conn, await lanes_for(conn, asked))
         except BadRequest as exc:
             problem = exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from ledgerflow.db.replicas import ReplicaMetrics
 from ledgerflow.rates.metrics import RatesCacheMetrics
 from ledgerflow.transactions.metrics import IngestMetrics
 from ledgerflow.web.metrics import HttpMetrics
@@ -38,3 +39,4 @@ class ApiMetrics:
         self.registry = registry = CollectorRegistry()
         self.http = HttpMetrics(registry)
         self.rates_cache = RatesCacheMetrics(registry)
+        self.replicas = ReplicaMetrics(registry)
