@@ -23,6 +23,7 @@ TREASURY_TABLES = {
     "treasury_balances",  # liquidity: balances, adjustments, the LCR by minute (027)
     "treasury_adjustments",
     "lcr_history",
+    "treasury_versions",  # the reference data's version, for the running LCR (029)
 }
 LEDGERFLOW_TABLES = {
     "batches",

@@ -152,3 +152,53 @@ async def test_new_reference_data_an_adjustment_or_a_new_day_rebuild_it(
     await desks.batch("fx", 25)
     await same_as_full(conn, lcr, now + timedelta(days=1))
     assert lcr.rebuilds == before + 4
+
+
+async def test_a_stream_gone_back_rebuilds_it_and_a_busy_connection_is_refused(
+    conn: Conn, normaliser: Normaliser
+) -> None:
+    await conn.set_autocommit(True)
+    now = datetime.now(UTC)
+    await load_instruments(conn, example_instruments())
+    await set_balance(conn, "retail_stable", Decimal("900000000"), "treasurer")
+    desks = Desks(conn, normaliser, now)
+    await desks.batch("fx", 40)
+    lcr = RunningLcr()
+    await same_as_full(conn, lcr, now)
+    # A restore: the FX stream's last 20 trades and their effect gone, its offset back.
+    async with conn.transaction():
+        cursor = await conn.execute(
+            "DELETE FROM ledgerflow.trades WHERE stream = 'trades.fx' AND stream_offset >= 20"
+            " RETURNING book, instrument, side, quantity, currency, settlement_amount"
+        )
+        for book, instrument, side, quantity, currency, amount in await cursor.fetchall():
+            signed = quantity if side == "buy" else -quantity
+            await conn.execute(
+                "UPDATE ledgerflow.positions SET quantity = quantity - %s"
+                " WHERE book = %s AND instrument = %s",
+                (signed, book, instrument),
+            )
+            await conn.execute(
+                "UPDATE ledgerflow.cash_positions SET amount = amount - %s"
+                " WHERE book = %s AND currency = %s",
+                (amount, book, currency),
+            )
+        await conn.execute(
+            "UPDATE ledgerflow.stream_offsets SET next_offset = 20 WHERE stream = 'trades.fx'"
+        )
+    await same_as_full(conn, lcr, now)
+    assert lcr.rebuilds == 2
+    async with conn.transaction():
+        with pytest.raises(ValueError, match="idle connection"):
+            await lcr.refresh(conn, now)  # refused before reading: nothing to build again
+    await same_as_full(conn, lcr, now)
+    assert lcr.rebuilds == 2
+    # A refresh that fails half-way (here: the version's row gone) leaves nothing half
+    # applied: the next one builds everything again.
+    await conn.execute("DELETE FROM ledgerflow.treasury_versions")
+    with pytest.raises(IndexError):
+        await lcr.refresh(conn, now)
+    await conn.execute("INSERT INTO ledgerflow.treasury_versions (name) VALUES ('instruments')")
+    await desks.batch("fx", 10)
+    await same_as_full(conn, lcr, now)
+    assert lcr.rebuilds == 3

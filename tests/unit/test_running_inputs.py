@@ -18,7 +18,7 @@ from ledgerflow.treasury.holdings_and_flows import (
     Row,
     running_inputs,
 )
-from ledgerflow.treasury.lcr import Level, Rates
+from ledgerflow.treasury.lcr import Level, Rates, compute_lcr
 
 DAY = date(2026, 11, 30)
 D = Decimal
@@ -134,7 +134,14 @@ class Ledger:
 
 
 def trade(
-    n: int, kind: str, book: str, instrument: str, side: str, quantity: Decimal, days: int
+    n: int,
+    kind: str,
+    book: str,
+    instrument: str,
+    side: str,
+    quantity: Decimal,
+    days: int,
+    currency: str = "USD",
 ) -> Row:
     if kind == "fx":
         instrument = {"UST": "EUR", "AGY": "GBP"}.get(instrument, "CHF")
@@ -149,7 +156,7 @@ def trade(
         "asset_class": kind,
         "side": side,
         "quantity": quantity,
-        "currency": "USD",
+        "currency": currency,
         "settlement_amount": -cash if side == "buy" else cash,
         "settlement_date": DAY + timedelta(days=days),
         "maturity_date": DAY + timedelta(days=days) if kind in ("repo", "interbank") else None,
@@ -162,20 +169,23 @@ def trade(
     }
 
 
+trades = st.tuples(
+    st.sampled_from(("bond", "repo", "interbank", "fx")),
+    st.sampled_from(BOOKS),
+    st.sampled_from(SECURITIES),
+    st.sampled_from(("buy", "sell")),
+    quantities,
+    st.integers(min_value=-3, max_value=40),
+    st.sampled_from(("USD", "EUR", "GBP")),
+)
+# A batch: trades stored together, told to the running inputs as the worker does (every
+# trade first, then the instruments and currencies they touched).
 changes = st.lists(
     st.one_of(
-        st.tuples(
-            st.just("trade"),
-            st.sampled_from(("bond", "repo", "interbank", "fx")),
-            st.sampled_from(BOOKS),
-            st.sampled_from(SECURITIES),
-            st.sampled_from(("buy", "sell")),
-            quantities,
-            st.integers(min_value=-3, max_value=40),
-        ),
+        st.tuples(st.just("batch"), st.lists(trades, min_size=1, max_size=4)),
         st.tuples(st.just("balance"), quantities),
     ),
-    max_size=40,
+    max_size=25,
 )
 overrides = st.lists(
     st.builds(
@@ -201,23 +211,29 @@ def counted(inputs: LiquidityInputs) -> tuple[Any, ...]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(changes, overrides)
+@given(st.lists(trades, max_size=6), changes, overrides)
 def test_changed_key_by_key_it_equals_the_inputs_built_from_every_row(
-    steps: list[tuple[Any, ...]], found: list[Override]
+    first: list[tuple[Any, ...]], steps: list[tuple[Any, ...]], found: list[Override]
 ) -> None:
     ledger = Ledger()
+    for n, drawn in enumerate(first):  # a ledger with trades before the inputs are built
+        ledger.store(trade(-1 - n, *drawn))
     rates = Rates()
     running = running_inputs(DAY, "USD", rates, found, ledger.rows())
     for n, step in enumerate(steps):
         match step:
-            case ("trade", kind, book, instrument, side, quantity, days):
-                stored = trade(n, kind, book, instrument, side, quantity, days)
-                ledger.store(stored)
-                running.add_stored(stored)
-                running.set_instrument(
-                    stored["instrument"], ledger.held_positions(stored["instrument"])
-                )
-                running.set_cash("USD", ledger.cash["USD"])
+            case ("batch", drawn):
+                stored = [trade(n * 10 + i, *d) for i, d in enumerate(drawn)]
+                for each in stored:
+                    ledger.store(each)
+                for each in stored:
+                    running.add_stored(each)
+                for instrument in {each["instrument"] for each in stored}:
+                    running.set_instrument(instrument, ledger.held_positions(instrument))
+                for currency in {each["currency"] for each in stored}:
+                    running.set_cash(currency, ledger.cash[currency])
+                for each in ledger.rows()["horizon_trades"]:
+                    running.set_trade(each)  # again: a trade counts once
             case ("balance", amount):
                 ledger.balances = [
                     {"category": "retail_stable", "amount": amount, "currency": "EUR"}
@@ -227,5 +243,9 @@ def test_changed_key_by_key_it_equals_the_inputs_built_from_every_row(
         assert running.figures() == rebuilt.figures()
         assert running.totals == rebuilt.totals
     at = datetime(2026, 11, 30, 12, tzinfo=UTC)
-    rebuilt = running_inputs(DAY, "USD", rates, found, ledger.rows())
-    assert counted(running.inputs(at, True)) == counted(rebuilt.inputs(at, True))
+    inputs = running.inputs(at, True)
+    assert counted(inputs) == counted(
+        running_inputs(DAY, "USD", rates, found, ledger.rows()).inputs(at, True)
+    )
+    # The running totals are those of the holdings and flows, summed afresh.
+    assert inputs.figures() == compute_lcr(inputs.holdings, inputs.flows, rates)

@@ -68,7 +68,8 @@ class LiquidityWatch:
         self._changed.set()
 
     async def run(self) -> None:
-        """Until cancelled. A database that cannot answer is asked again a second later."""
+        """Until cancelled. A database that cannot answer is asked again a second later;
+        anything else that fails is logged, and the figures built again from every row."""
         loop = asyncio.get_running_loop()
         conn: psycopg.AsyncConnection[Any] | None = None
         sent: tuple[LcrFigures, dict[str, int]] | None = None
@@ -86,9 +87,9 @@ class LiquidityWatch:
                     minute = now.replace(second=0, microsecond=0)
                     if unrecorded is not None and unrecorded[0] != minute:
                         await record_figures(conn, *unrecorded)  # its minute's last figures
-                        recorded, unrecorded = unrecorded, None
-                    if recorded is None or (minute, adjusted, unadjusted) != recorded:
-                        unrecorded = (minute, adjusted, unadjusted)
+                        recorded, unrecorded, recorded_at = unrecorded, None, loop.time()
+                    current = (minute, adjusted, unadjusted)
+                    unrecorded = None if current == recorded else current
                     if unrecorded is not None and loop.time() - recorded_at >= 1.0:
                         await record_figures(conn, *unrecorded)
                         recorded, unrecorded, recorded_at = unrecorded, None, loop.time()
@@ -97,6 +98,10 @@ class LiquidityWatch:
                     if conn is not None:
                         await conn.close()
                     conn = None
+                    await asyncio.sleep(1.0)
+                    continue
+                except Exception:  # a bug or bad data: logged, never a frozen LCR in silence
+                    log.exception("treasury.lcr_failed")
                     await asyncio.sleep(1.0)
                     continue
                 if sent != (adjusted, self.lcr.offsets):

@@ -513,13 +513,18 @@ class RunningInputs:
     def add_stored(self, trade: Row) -> None:
         """A trade stored since the inputs were built (a ``trades_since`` row): call
         ``set_instrument`` and ``set_cash`` for its instrument and currency after."""
+        with localcontext(_EXACT):
+            self._add_stored(trade)
+
+    def _add_stored(self, trade: Row) -> None:
         kind = trade["asset_class"]
         if kind == "fx":
             found = self._kind(trade["book"], trade["instrument"])
             found[0] = True
             when = trade["settlement_date"]
             if when > self.day:
-                signed = trade["quantity"] if trade["side"] == "buy" else -trade["quantity"]
+                quantity: Decimal = trade["quantity"]
+                signed = quantity if trade["side"] == "buy" else quantity.copy_negate()
                 found[2] = _EXACT.add(found[2], signed)
                 currency = trade["currency"]
                 self._unsettled_cash[currency] = _EXACT.add(

@@ -12,8 +12,10 @@ transaction.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, LiteralString
@@ -221,9 +223,24 @@ class RunningLcr:
     async def refresh(
         self, conn: psycopg.AsyncConnection[Any], now: datetime
     ) -> tuple[LcrFigures, LcrFigures]:
-        """The figures of the ledger at ``now``, adjusted and not."""
+        """The figures of the ledger at ``now``, adjusted and not. ``conn`` must be idle:
+        each refresh reads in a REPEATABLE READ snapshot of its own. Whatever fails, the
+        next refresh builds everything again rather than apply a change twice."""
         _aware("now", now)
+        if conn.info.transaction_status is not TransactionStatus.IDLE:
+            raise ValueError("RunningLcr.refresh needs an idle connection (a snapshot of its own)")
+        try:
+            return await self._refresh(conn, now)
+        except BaseException:
+            self._adjusted = self._unadjusted = None
+            raise
+
+    async def _refresh(
+        self, conn: psycopg.AsyncConnection[Any], now: datetime
+    ) -> tuple[LcrFigures, LcrFigures]:
         day = now.astimezone(UTC).date()
+        rows: dict[str, list[Row]] | None = None
+        changes: _Changes | None = None
         async with _snapshot(conn):
             version = (await _rows(conn, QUERIES["reference_version"], {}))[0]["version"]
             overrides = await _overrides(conn, now)
@@ -238,56 +255,79 @@ class RunningLcr:
                 or adjusted.day != day
                 or version != self._version
                 or tuple(overrides) != adjusted.overrides
+                # an offset gone back or a stream gone: a restore, not trades stored
+                or any(offsets.get(s, -1) < o for s, o in self.offsets.items())
             ):
                 rows = await _every_row(conn, day)
-                adjusted = running_inputs(day, self.currency, self.rates, overrides, rows)
-                unadjusted = running_inputs(day, self.currency, self.rates, (), rows)
-                self.rebuilds += 1
             else:
-                await self._update(conn, offsets, (adjusted, unadjusted))
+                changes = await self._changes(conn, offsets)
+        # Applied after the snapshot's commit, with nothing to wait for in between.
+        if rows is not None:
+            adjusted, unadjusted = await asyncio.to_thread(self._build, day, overrides, rows)
+            self.rebuilds += 1
+        elif changes is not None:
+            assert adjusted is not None and unadjusted is not None
+            changes.apply((adjusted, unadjusted))
+        assert adjusted is not None and unadjusted is not None
         self._adjusted, self._unadjusted = adjusted, unadjusted
         self._version, self.offsets = version, offsets
         return adjusted.figures(), unadjusted.figures()
 
-    async def _update(
-        self,
-        conn: psycopg.AsyncConnection[Any],
-        offsets: dict[str, int],
-        both: tuple[RunningInputs, RunningInputs],
-    ) -> None:
-        balances = await _rows(conn, QUERIES["balances"], {})
-        for running in both:
-            running.set_balances(balances)
+    def _build(
+        self, day: date, overrides: list[Override], rows: dict[str, list[Row]]
+    ) -> tuple[RunningInputs, RunningInputs]:
+        """Both running inputs from every row (in a thread: it takes seconds at 100,000
+        instruments, which the event loop must not wait for)."""
+        return (
+            running_inputs(day, self.currency, self.rates, overrides, rows),
+            running_inputs(day, self.currency, self.rates, (), rows),
+        )
+
+    async def _changes(
+        self, conn: psycopg.AsyncConnection[Any], offsets: dict[str, int]
+    ) -> _Changes:
+        """What changed since the last refresh, read in the caller's snapshot."""
+        changes = _Changes(await _rows(conn, QUERIES["balances"], {}))
         moved = [s for s, o in offsets.items() if o > self.offsets.get(s, 0)]
-        if not moved:
-            return
-        stored = [
-            trade
-            for stream in moved
-            for trade in await _rows(
+        for stream in moved:
+            changes.stored += await _rows(
                 conn,
                 QUERIES["trades_since"],
                 {"stream": stream, "next_offset": self.offsets.get(stream, 0)},
             )
-        ]
-        if not stored:
-            return
-        instruments = sorted({t["instrument"] for t in stored})
-        currencies = sorted({t["currency"] for t in stored})
-        keys = {"instruments": instruments, "currencies": currencies}
-        positions: dict[str, list[Row]] = {i: [] for i in instruments}
+        if not changes.stored:
+            return changes
+        instruments = sorted({t["instrument"] for t in changes.stored})
+        changes.currencies = sorted({t["currency"] for t in changes.stored})
+        keys = {"instruments": instruments, "currencies": changes.currencies}
+        changes.positions = {i: [] for i in instruments}
         for row in await _rows(conn, QUERIES["held_positions"], keys):
-            positions[row["instrument"]].append(row)
-        held = {
+            changes.positions[row["instrument"]].append(row)
+        changes.held = {
             row["currency"]: row["held"] for row in await _rows(conn, QUERIES["held_cash"], keys)
         }
+        return changes
+
+
+@dataclass
+class _Changes:
+    """What one refresh read of the ledger's changes, to apply once its snapshot is over."""
+
+    balances: list[Row]
+    stored: list[Row] = field(default_factory=list)
+    positions: dict[str, list[Row]] = field(default_factory=dict)
+    currencies: list[str] = field(default_factory=list)
+    held: dict[str, Decimal] = field(default_factory=dict)
+
+    def apply(self, both: tuple[RunningInputs, RunningInputs]) -> None:
         for running in both:
-            for trade in stored:
+            running.set_balances(self.balances)
+            for trade in self.stored:
                 running.add_stored(trade)
-            for instrument, rows in positions.items():
+            for instrument, rows in self.positions.items():
                 running.set_instrument(instrument, rows)
-            for currency in currencies:
-                running.set_cash(currency, held.get(currency, Decimal(0)))
+            for currency in self.currencies:
+                running.set_cash(currency, self.held.get(currency, Decimal(0)))
 
 
 async def lcr_at(

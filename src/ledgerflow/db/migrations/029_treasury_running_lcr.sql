@@ -4,7 +4,7 @@
 -- it rebuilds everything when the reference data change.
 
 -- The reference data's version: every statement that changes ledgerflow.instruments moves
--- it on, in its own transaction, so a reader sees the new version exactly when it sees the
+-- it on, in that statement's transaction, so a reader sees the new version exactly when it sees the
 -- new rows.
 CREATE TABLE ledgerflow.treasury_versions (
     name TEXT PRIMARY KEY,
