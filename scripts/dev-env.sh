@@ -108,14 +108,27 @@ ensure_role() {
 
 ensure_plugins() {
   # RabbitMQ's stream plugin ships with it (3.9 on) and is off by default: the treasury
-  # reads its trades from streams. Enabled on a local broker we administer.
-  listening $STREAM_PORT && return 0
-  if [ "$(id -u)" = 0 ] && command -v rabbitmq-plugins >/dev/null; then
-    say "enabling RabbitMQ's stream plugin"
-    rabbitmq-plugins enable rabbitmq_stream >&2 || true
+  # reads its trades from streams. The consistent-hash exchange, also shipped, routes
+  # providers to their shards (LEDGERFLOW_SHARDS). Enabled on a local broker we administer.
+  local wanted="rabbitmq_stream rabbitmq_consistent_hash_exchange" missing_plugins=""
+  if command -v rabbitmq-plugins >/dev/null; then
+    local enabled
+    enabled=$(rabbitmq-plugins list -e -m 2>/dev/null || true)
+    for plugin in $wanted; do
+      echo "$enabled" | grep -qx "$plugin" || missing_plugins="$missing_plugins $plugin"
+    done
+  elif ! listening $STREAM_PORT; then
+    missing_plugins=" rabbitmq_stream"
+  fi
+  if [ -n "$missing_plugins" ] && [ "$(id -u)" = 0 ] && command -v rabbitmq-plugins >/dev/null; then
+    say "enabling RabbitMQ's plugins:$missing_plugins"
+    # shellcheck disable=SC2086
+    rabbitmq-plugins enable $missing_plugins >&2 || true
     wait_port "RabbitMQ streams" $STREAM_PORT 30 || true
+    missing_plugins=""
   fi
   listening $STREAM_PORT || say "RabbitMQ streams (127.0.0.1:$STREAM_PORT) not reachable: rabbitmq-plugins enable rabbitmq_stream"
+  [ -z "$missing_plugins" ] || say "RabbitMQ plugins off:$missing_plugins (rabbitmq-plugins enable$missing_plugins)"
   return 0
 }
 

@@ -183,7 +183,9 @@ def queue() -> Iterator[str]:
         channel = connection.channel()
         treasury = ("fx", "repos", "bonds", "equities", "interbank", "control", "normalised")
         streams = [f"{name}.{suffix}" for suffix in treasury]  # when a test made them
-        for queue_name in (name, marker_queue(name), f"{name}_prices", *streams):
+        shards = [f"{name}.{n}" for n in range(8)]  # LEDGERFLOW_SHARDS, when a test shards
+        markers = [marker_queue(q) for q in (name, *shards)]
+        for queue_name in (*markers, name, f"{name}_prices", *streams, *shards):
             channel.queue_delete(queue_name)
     finally:
         connection.close()

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     publish_interval: int = Field(60, ge=1, le=3600)
     batch_size: int = Field(500, ge=1, le=10_000)
     batch_max_wait: float = Field(0.05, gt=0, le=10)
+    # Providers sharded over this many quorum queues, each with one active consumer that
+    # RabbitMQ chooses (docs/scaling.md); 0: the one queue, consumed by the leader.
+    shards: int = Field(0, ge=0, le=1024)
     prefetch: int = Field(2000, ge=1, le=65_535)
     max_body_bytes: int = Field(65_536, ge=64)
     # Read deliveries straight from the AMQP frames (messaging/fast_path.py); false leaves

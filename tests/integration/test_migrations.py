@@ -58,6 +58,7 @@ LEDGERFLOW_TABLES = {
     "feed_findings",
     "reconciliations",
     "load_pairs",  # a view: the distinct pairs detection reads (023)
+    "shard_terms",  # each shard's term and holder (030)
 }
 
 

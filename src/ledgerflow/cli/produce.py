@@ -27,6 +27,11 @@ from ledgerflow.transactions.producer import Pace, produce, provider_ids, seed_e
     show_default=True,
     help="Seed the example providers and transactions into an empty database first.",
 )
+@click.option(
+    "--sharded",
+    is_flag=True,
+    help="Publish to the shards' exchange, keyed by provider (needs LEDGERFLOW_SHARDS).",
+)
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -34,9 +39,12 @@ def command(
     rate: float | None,
     random_seed: int | None,
     seed_data: bool,
+    sharded: bool,
 ) -> None:
     """Publish example transactions to the queue, like the original producer."""
     settings = settings_of(ctx)
+    if sharded and not settings.shards:
+        raise click.UsageError("--sharded needs LEDGERFLOW_SHARDS: the number of shards")
     seed = random_seed if random_seed is not None else random.SystemRandom().randrange(2**32)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -58,6 +66,7 @@ def command(
             Pace(rate),
             stop,
             count,
+            settings.shards if sharded else 0,
         )
         log.info("producer.stopped", sent=sent)
 

@@ -37,3 +37,24 @@ SELECT w.instance, w.role, w.host, w.pid, w.http_address, w.queue, w.started_at,
             THEN extract(epoch FROM now() - l.acquired_at)::float8 END AS active_for
 FROM ledgerflow.workers AS w CROSS JOIN ledgerflow.leadership AS l
 ORDER BY w.instance;
+
+-- name: take_shard_term
+-- Waits for a batch of the previous holder still in flight (it holds the row FOR SHARE).
+INSERT INTO ledgerflow.shard_terms AS s (queue, term, instance)
+VALUES (%(queue)s, 1, %(instance)s)
+ON CONFLICT (queue) DO UPDATE
+SET term = s.term + 1, instance = excluded.instance, acquired_at = now()
+RETURNING term;
+
+-- name: lock_shard_term
+-- Held until the end of the calling transaction, like lock_term for the leader.
+SELECT term FROM ledgerflow.shard_terms WHERE queue = %(queue)s FOR SHARE;
+
+-- name: shard_terms
+-- Each shard's holder, since when, and the messages its batches took in the last minute.
+SELECT s.queue, s.term, s.instance, s.acquired_at,
+       extract(epoch FROM now() - s.acquired_at)::float8 AS held_for,
+       (SELECT coalesce(sum(b.message_count), 0) FROM ledgerflow.batches b
+        WHERE b.queue = s.queue AND b.committed_at > now() - interval '1 minute')::bigint
+           AS last_minute
+FROM ledgerflow.shard_terms s ORDER BY s.queue;

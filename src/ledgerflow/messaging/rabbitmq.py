@@ -103,10 +103,18 @@ class QueueConsumer:
         tracer: MessageTracer | None = None,
         ledger: bool = True,
         fast_path: bool = True,
+        queue_arguments: dict[str, Any] | None = None,
+        exclusive: bool | None = None,
+        marker_arguments: dict[str, Any] | None = None,
     ) -> None:
         # ledger=False: a plain, shared consumer acknowledging one message at a time, for
         # queues whose messages carry their own identity (price batches).
+        # A shard (messaging/shards.py): its queue's arguments (quorum, a single active
+        # consumer), not exclusive, its marker a quorum queue.
         self._ledger = ledger
+        self._queue_arguments = queue_arguments
+        self._exclusive = ledger if exclusive is None else exclusive
+        self._marker_arguments = marker_arguments or {"x-max-length": 1}
         self._fast_path = fast_path
         self._params = connection_parameters(url)
         self._queue = queue
@@ -153,13 +161,18 @@ class QueueConsumer:
         self._channel = await channel_opened
         self._channel.add_on_close_callback(lambda _ch, reason: self._fail_all(reason))
         self._channel.add_on_cancel_callback(self._cancelled_by_broker)
-        await self._call(self._channel.queue_declare, queue=self._queue, durable=True)
+        await self._call(
+            self._channel.queue_declare,
+            queue=self._queue,
+            durable=True,
+            arguments=self._queue_arguments,
+        )
         if self._ledger:
             await self._call(
                 self._channel.queue_declare,
                 queue=self._marker_queue,
                 durable=True,
-                arguments={"x-max-length": 1},  # the newest marker is the only one that matters
+                arguments=self._marker_arguments,  # the newest marker is the one that matters
             )
             await self._call(self._channel.tx_select)
         await self._call(self._channel.basic_qos, prefetch_count=self._prefetch)
@@ -168,7 +181,7 @@ class QueueConsumer:
             self._queue,
             self._on_message,
             auto_ack=False,
-            exclusive=self._ledger,
+            exclusive=self._exclusive,
             callback=lambda frame: self._resolve(consumed, frame),
         )
         if isinstance(self._connection, fast_path.DirectDeliveryConnection):
@@ -182,6 +195,19 @@ class QueueConsumer:
             channel = self._open_channel()
             channel.basic_ack(delivery_tag, multiple=True)
             await self._commit_marker(channel, batch_id)
+
+    async def forward(
+        self, delivery_tag: int, publishes: list[tuple[str, str, bytes, Any]]
+    ) -> None:
+        """Publish ``publishes`` (exchange, routing key, body, properties) and acknowledge
+        every delivery up to ``delivery_tag``, in one RabbitMQ transaction: after a crash
+        either all of it happened or none of it (the bridge to the shards)."""
+        async with self._rpc:
+            channel = self._open_channel()
+            for exchange, key, body, properties in publishes:
+                channel.basic_publish(exchange, key, body, properties)
+            channel.basic_ack(delivery_tag, multiple=True)
+            await self._call(channel.tx_commit)
 
     def ack_one(self, delivery_tag: int) -> None:
         """Acknowledge one delivery (consumers made with ``ledger=False``)."""

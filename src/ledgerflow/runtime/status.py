@@ -8,9 +8,11 @@ import urllib.request
 from typing import Any
 
 from ledgerflow.cluster.registry import workers as registered_workers
+from ledgerflow.cluster.shards import shard_terms
 from ledgerflow.db.connections import connect
 from ledgerflow.db.rejected import rejected_summary
 from ledgerflow.messaging.rabbitmq import queue_backlog
+from ledgerflow.messaging.shards import shard_queue
 from ledgerflow.settings import Settings
 from ledgerflow.transactions.publisher import last_publications
 
@@ -71,8 +73,43 @@ async def gather(settings: Settings) -> dict[str, Any]:
         problems.append("no healthy active worker")
     backlog = await asyncio.to_thread(queue_backlog, settings.amqp_url, settings.queue)
     report["queue"] = {"name": settings.queue, "backlog": backlog}
+    if settings.shards:
+        report["shards"] = shards = await shard_report(settings)
+        live = {w["instance"] for w in workers if not w["problems"]}
+        for shard in shards:
+            if shard["instance"] not in live and shard["backlog"]:
+                problems.append(
+                    f"{shard['queue']}: {shard['backlog']} ready, its last holder"
+                    f" {shard['instance'] or '(none)'} is not a healthy worker"
+                )
     report["problems"] = problems
     report["healthy"] = not problems
+    return report
+
+
+async def shard_report(settings: Settings) -> list[dict[str, Any]]:
+    """Each shard: its active worker (the holder of its current term), since when, its
+    backlog and the messages it took in the last minute."""
+    conn = await connect(settings.database_url, autocommit=True, connect_timeout=5)
+    async with conn:
+        terms = {t["queue"]: t for t in await shard_terms(conn)}
+    names = [shard_queue(settings.queue, n) for n in range(settings.shards)]
+    backlogs = await asyncio.gather(
+        *(asyncio.to_thread(queue_backlog, settings.amqp_url, name) for name in names)
+    )
+    report = []
+    for name, backlog in zip(names, backlogs, strict=True):
+        term = terms.get(name, {})
+        report.append(
+            {
+                "queue": name,
+                "instance": term.get("instance"),
+                "term": term.get("term"),
+                "held_for": term.get("held_for"),
+                "backlog": backlog,
+                "last_minute": term.get("last_minute", 0),
+            }
+        )
     return report
 
 
@@ -101,6 +138,17 @@ def render(report: dict[str, Any]) -> str:
         f"queue {queue['name']}: {backlog}; rejected messages: {rejected['total']} in all,"
         f" {rejected['last_hour']} in the last hour"
     )
+    if "shards" in report:
+        lines.append(
+            f"{'SHARD':<32} {'ACTIVE WORKER':<24} {'SINCE':>9} {'READY':>7} {'LAST MIN':>9}"
+        )
+        for s in report["shards"]:
+            since = "-" if s["held_for"] is None else f"{s['held_for']:.0f} s"
+            ready = "?" if s["backlog"] is None else str(s["backlog"])
+            lines.append(
+                f"{s['queue']:<32} {s['instance'] or '-':<24} {since:>9} {ready:>7}"
+                f" {s['last_minute']:>9}"
+            )
     lines.append("healthy" if report["healthy"] else "UNHEALTHY: " + "; ".join(report["problems"]))
     return "\n".join(lines)
 

@@ -33,6 +33,7 @@ from ledgerflow.rates.price_feed import PriceFeed
 from ledgerflow.runtime.announce import Announcer, postman
 from ledgerflow.runtime.checks import dependency_checks
 from ledgerflow.runtime.metrics import WorkerMetrics
+from ledgerflow.runtime.shards import Bridge, ShardIngest
 from ledgerflow.runtime.treasury import treasury_forever
 from ledgerflow.settings import ConfigError, Settings
 from ledgerflow.transactions.batching import BatchingConsumer
@@ -85,6 +86,8 @@ class Worker:
             Notifier(settings.notify_settings(), own_connection(settings.database_url))
         )
         self.postman = postman(settings, own_connection(settings.database_url))
+        # LEDGERFLOW_SHARDS: every worker consumes every shard, leader or not.
+        self.shards = ShardIngest(settings, self._batch_committed) if settings.shards else None
 
     def _feeds_detected(self, found: list[Feed]) -> None:
         """Send the new feeds' mails now, and show them in the console."""
@@ -120,6 +123,8 @@ class Worker:
             ),
             asyncio.create_task(self.live.run(), name="live"),
         ]
+        if self.shards is not None:
+            supervised.append(asyncio.create_task(self.shards.run(), name="shards"))
         if http is not None:
             supervised.append(asyncio.create_task(http.serve(), name="http"))
         for task in supervised:
@@ -151,6 +156,13 @@ class Worker:
                     await forget(settings.database_url, settings.instance)
 
     async def _serve(self, stop: asyncio.Event) -> None:
+        try:
+            await self._lead_while_elected(stop)
+        finally:
+            if self.shards is not None:
+                await self.shards.stop()  # commit and acknowledge what the shards received
+
+    async def _lead_while_elected(self, stop: asyncio.Event) -> None:
         try:
             while not stop.is_set():
                 self._role("standby")
@@ -188,38 +200,58 @@ class Worker:
             store = RedisBalanceStore(settings.redis_url)
             stack.push_async_callback(store.close)
 
-            writer = BatchWriter(
-                ingest_conn, settings.queue, settings.instance, term, settings.max_body_bytes
-            )
             publisher = BalancePublisher(
                 PostgresBalanceLedger(publish_conn), store, self.clock, term, settings.instance
             )
-            broker = QueueConsumer(
-                settings.amqp_url,
-                settings.queue,
-                settings.prefetch,
-                self.tracer,
-                fast_path=settings.amqp_fast_path,
-            )
-            stack.push_async_callback(broker.close)
-            consumer = BatchingConsumer(
-                writer,
-                ack=broker.ack,
-                batch_size=settings.batch_size,
-                max_wait=settings.batch_max_wait,
-                on_batch=self._batch_committed,
-                tracer=self.tracer,
-            )
-            await broker.start(consumer.deliver)
-            await prepare_redeliveries(broker, writer)
-            await writer.load_rules()  # so that the first batch needs no second attempt
+            if settings.shards:
+                # The shards are every worker's (ShardIngest); the leader bridges the
+                # original queue to them.
+                bridge = Bridge(settings)
+                stack.push_async_callback(bridge.close)
+                await bridge.start()
+                broker = bridge.broker
+                ingesting = bridge.run()
+
+                async def drain() -> None:
+                    await bridge.finish()
+            else:
+                writer = BatchWriter(
+                    ingest_conn, settings.queue, settings.instance, term, settings.max_body_bytes
+                )
+                broker = QueueConsumer(
+                    settings.amqp_url,
+                    settings.queue,
+                    settings.prefetch,
+                    self.tracer,
+                    fast_path=settings.amqp_fast_path,
+                )
+                stack.push_async_callback(broker.close)
+                consumer = BatchingConsumer(
+                    writer,
+                    ack=broker.ack,
+                    batch_size=settings.batch_size,
+                    max_wait=settings.batch_max_wait,
+                    on_batch=self._batch_committed,
+                    tracer=self.tracer,
+                )
+                await broker.start(consumer.deliver)
+                await prepare_redeliveries(broker, writer)
+                await writer.load_rules()  # so that the first batch needs no second attempt
+                ingesting = consumer.run()
+
+                async def drain() -> None:
+                    log.info("worker.draining", pending=consumer.pending)
+                    await broker.stop_consuming()
+                    # The commit in progress finishes rather than being cancelled half-way.
+                    consumer.finish()
+
             feed = await self._price_feed(stack)
             log.info("worker.active", term=term, queue=settings.queue)
             letters = settings.feed_letters()
 
             tasks = {
                 asyncio.create_task(self.leadership.watch(), name="leadership"),
-                asyncio.create_task(consumer.run(), name="ingest"),
+                asyncio.create_task(ingesting, name="ingest"),
                 asyncio.create_task(self._publish_forever(publisher), name="publish"),
                 asyncio.create_task(broker.closed(), name="broker"),
                 asyncio.create_task(self._watch_backlog(broker), name="backlog"),
@@ -260,7 +292,9 @@ class Worker:
                     {*tasks, stopping}, return_when=asyncio.FIRST_COMPLETED
                 )
                 if stopping in done:
-                    await self._drain(tasks, broker, consumer)
+                    await drain()
+                    await next(t for t in tasks if t.get_name() == "ingest")
+                    log.info("worker.drained")
                     return
                 for task in done:
                     task.result()  # raises the failure that ended leadership
@@ -269,18 +303,6 @@ class Worker:
                 for task in (*tasks, stopping):
                     task.cancel()
                 await asyncio.gather(*tasks, stopping, return_exceptions=True)
-
-    async def _drain(
-        self, tasks: set[asyncio.Task[Any]], broker: QueueConsumer, consumer: BatchingConsumer
-    ) -> None:
-        """Stop taking messages, commit and acknowledge what was received, then return."""
-        log.info("worker.draining", pending=consumer.pending)
-        ingest = next(t for t in tasks if t.get_name() == "ingest")
-        await broker.stop_consuming()
-        # The commit in progress finishes rather than being cancelled half-way.
-        consumer.finish()
-        await ingest
-        log.info("worker.drained")
 
     async def _publish_forever(self, publisher: BalancePublisher) -> None:
         schedule = BoundarySchedule(self.settings.publish_interval, self.clock)

@@ -17,6 +17,7 @@ import structlog
 
 from ledgerflow.db.queries import Queries
 from ledgerflow.messaging.rabbitmq import connection_parameters
+from ledgerflow.messaging.shards import EXCHANGE, declare_shards, routing_key
 
 log = structlog.get_logger(__name__)
 QUERIES = Queries.of("ledgerflow.transactions")
@@ -82,18 +83,23 @@ def produce(
     pace: Pace,
     stop: threading.Event,
     count: int | None = None,
+    shards: int = 0,
 ) -> int:
     """Publish persistent messages with a unique message_id, each confirmed by RabbitMQ.
 
     Stops after ``count`` messages (forever if None) or when ``stop`` is set; returns how
-    many were confirmed.
+    many were confirmed. With ``shards``, to the shards' exchange, keyed by provider
+    (messaging/shards.py), rather than to ``queue``.
     """
     if not providers:
         raise ValueError("initial_data has no providers: seed it first")
     connection = pika.BlockingConnection(connection_parameters(amqp_url))
     try:
         channel = connection.channel()
-        channel.queue_declare(queue, durable=True)
+        if shards:
+            declare_shards(channel, queue, shards)
+        else:
+            channel.queue_declare(queue, durable=True)
         channel.confirm_delivery()
         sent = 0
         while (count is None or sent < count) and not stop.is_set():
@@ -103,7 +109,10 @@ def produce(
                 message_id=str(uuid.uuid4()),
                 content_type="application/json",
             )
-            channel.basic_publish("", queue, body, properties, mandatory=True)
+            if shards:
+                channel.basic_publish(EXCHANGE, routing_key(body), body, properties, mandatory=True)
+            else:
+                channel.basic_publish("", queue, body, properties, mandatory=True)
             sent += 1
             report = log.debug if pace.rate else log.info
             report("producer.published", message_id=properties.message_id, body=body.decode())

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, LiteralString, NamedTuple
 
 import psycopg
 import structlog
@@ -101,16 +101,30 @@ class BatchWriter:
         instance: str,
         term: int,
         max_body_bytes: int,
+        fence: tuple[LiteralString, Mapping[str, Any]] | None = None,
     ) -> None:
+        # fence: the query that locks the current term until the batch's transaction ends
+        # and returns it, with its parameters; the leader's term by default, a shard's for
+        # a shard (cluster/shards.py).
         self._conn = conn
         self._queue = queue
         self._instance = instance
         self._term = term
+        self._fence = fence or (lock_term_query(), {})
         self._max_body_bytes = max_body_bytes
         self._providers: set[int] = set()
         self._redeliveries = RedeliveryMatcher([])
         self._rules = RuleSet(-1, ())  # -1: never loaded, so the first batch loads them
         self._statement = b""  # the rule set's insert, rendered once per rule set
+
+    @property
+    def term(self) -> int:
+        """The term every batch checks."""
+        return self._term
+
+    @term.setter
+    def term(self, term: int) -> None:
+        self._term = term
 
     @property
     def rules(self) -> RuleSet:
@@ -216,7 +230,7 @@ class BatchWriter:
             None if skip[i] else parsed for i, (_, parsed) in enumerate(prepared)
         ]
         async with self._conn.pipeline(), self._conn.transaction():
-            locked = await self._conn.execute(lock_term_query())
+            locked = await self._conn.execute(*self._fence)
             rules = await self._conn.execute(QUERIES["rule_set_version"])
             cursor = await self._conn.execute(
                 QUERIES["insert_batch"],
