@@ -119,7 +119,7 @@ def test_four_workers_share_four_shards_and_a_killed_workers_shards_move_within_
 
     # Mid-stream: kill -9 the worker holding shard 0; another takes it within 5 s.
     first = shard_queue(queue, 0)
-    victim, term = spread[first]
+    victim, term = str(spread[first][0]), int(spread[first][1])
     workers[victim].signal(signal.SIGKILL)
     killed_at = time.monotonic()
     workers[victim].wait(10)
