@@ -162,3 +162,54 @@ def test_four_workers_share_four_shards_and_a_killed_workers_shards_move_within_
         db_url, "SELECT coalesce(sum(redelivered_count), 0) FROM ledgerflow.batches"
     )
     print(f"{len(everything)} stored once; {redelivered[0][0]} redeliveries recognised")
+
+
+def test_resizing_is_refused_while_a_shard_holds_messages_and_then_loses_nothing(
+    db_url: str,
+    amqp_url: str,
+    queue: str,
+    make_env: Callable[..., dict[str, str]],
+    spawn: Callable[..., Process],
+) -> None:
+    query(
+        db_url, "INSERT INTO initial_data (provider_name, initial_value) VALUES ('A', 0), ('B', 0)"
+    )
+    providers = [row[0] for row in query(db_url, "SELECT id FROM initial_data")]
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    declare_shards(channel, queue, SHARDS)
+
+    def send(count: int) -> None:
+        for n in range(count):
+            provider = providers[n % 2]
+            body = json.dumps({"id": provider, "value": n}).encode()
+            channel.basic_publish(
+                EXCHANGE, str(provider), body, pika.BasicProperties(delivery_mode=2)
+            )
+
+    send(200)
+    env = make_env(db_url, shards=str(SHARDS))
+    refused = run_ledgerflow(["shards", "resize", "2"], env)
+    assert refused.returncode == 1
+    assert "still hold messages" in refused.stderr
+
+    worker = spawn(["worker"], env)
+    eventually(lambda: stored(db_url) == 200, 60, "the shards to drain")
+    busy = run_ledgerflow(["shards", "resize", "2"], env)
+    assert busy.returncode == 1 and "stop every worker first" in busy.stderr
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+
+    resized = run_ledgerflow(["shards", "resize", "2"], env)
+    assert resized.returncode == 0, resized.stderr
+    assert json.loads(resized.stdout)["removed"] == [shard_queue(queue, 2), shard_queue(queue, 3)]
+    send(200)
+    worker = spawn(["worker"], make_env(db_url, shards="2"))
+    eventually(lambda: stored(db_url) == 400, 60, "the new shards to drain")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    connection.close()
+    [(count, total)] = query(
+        db_url, "SELECT count(*), sum(transaction_value) FROM historical_transactions"
+    )
+    assert (count, total) == (400, 2 * sum(range(200)))

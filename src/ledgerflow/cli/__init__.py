@@ -16,6 +16,7 @@ from ledgerflow.cli import (
     reconcile,
     report,
     run,
+    shards,
     status,
     treasury,
     worker,
@@ -40,7 +41,7 @@ def main(ctx: click.Context) -> None:
     ctx.obj = settings
 
 
-for module in (database, worker, produce, api, rates, status, run, mailbox):
+for module in (database, worker, produce, api, rates, status, run, mailbox, shards):
     main.add_command(module.command)
 main.add_command(access.users_command)
 main.add_command(access.tokens_command)

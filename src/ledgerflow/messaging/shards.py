@@ -20,6 +20,7 @@ import json
 from typing import Any
 
 import pika.channel
+import pika.exceptions
 
 EXCHANGE = "ledgerflow.transactions"
 # A shard's queue: quorum (replicated over the cluster's nodes), one active consumer.
@@ -54,3 +55,63 @@ def declare_shards(channel: pika.channel.Channel | Any, queue: str, shards: int)
         name = shard_queue(queue, shard)
         channel.queue_declare(name, durable=True, arguments=SHARD_ARGUMENTS)
         channel.queue_bind(name, EXCHANGE, routing_key=BINDING_WEIGHT)
+
+
+class ResizeRefused(Exception):
+    """Changing the number of shards now would lose or reorder messages; says why."""
+
+
+def existing_shards(connection: Any, queue: str, limit: int = 1024) -> dict[int, int]:
+    """The shard queues of ``queue`` that exist, numbered from 0 up to the first missing,
+    with the messages each holds (a blocking connection)."""
+    found: dict[int, int] = {}
+    for shard in range(limit):
+        channel = connection.channel()
+        try:
+            frame = channel.queue_declare(shard_queue(queue, shard), passive=True)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:
+                break
+            raise
+        found[shard] = int(frame.method.message_count)
+        channel.close()
+    return found
+
+
+def resize_shards(connection: Any, queue: str, shards: int) -> dict[str, Any]:
+    """Change the number of shards of ``queue`` to ``shards`` (a blocking connection), only
+    when every shard is empty: otherwise a provider's messages could be split between its
+    old shard and its new one, or a removed shard's messages lost. Shards removed are
+    unbound first, then deleted only if still empty (RabbitMQ's if-empty), so a message
+    published meanwhile is never deleted with its queue. Raise ResizeRefused saying why."""
+    if shards < 1:
+        raise ResizeRefused("give at least one shard (LEDGERFLOW_SHARDS=0 is the one queue)")
+    before = existing_shards(connection, queue)
+    holding = {shard_queue(queue, n): count for n, count in before.items() if count}
+    if holding:
+        listed = ", ".join(f"{name} {count}" for name, count in sorted(holding.items()))
+        raise ResizeRefused(
+            f"shards still hold messages ({listed}): run the workers with the current number"
+            " of shards until `ledgerflow status` shows 0 ready, stop them, and try again"
+        )
+    channel = connection.channel()
+    declare_shards(channel, queue, shards)
+    removed = []
+    for n in sorted(before):
+        if n >= shards:
+            name = shard_queue(queue, n)
+            channel.queue_unbind(name, EXCHANGE, routing_key=BINDING_WEIGHT)
+            # Unbound, nothing reaches it any more: what it holds now is all it will hold.
+            # (Quorum queues have no delete-if-empty; this check stands in for it.)
+            left = channel.queue_declare(name, passive=True).method.message_count
+            if left:
+                raise ResizeRefused(
+                    f"{name} received {left} messages while it was being removed: it is"
+                    " unbound and kept; start a worker with"
+                    f" LEDGERFLOW_SHARDS={len(before)} to drain it, stop it, and run this again"
+                )
+            channel.queue_delete(name)
+            channel.queue_delete(f"ledgerflow.acked.{name}")
+            removed.append(name)
+    channel.close()
+    return {"before": len(before), "after": shards, "removed": removed}
