@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install services run test unit integration acceptance bench soak lint format clean
+.PHONY: help install services run test unit integration acceptance bench soak soak-cluster lint format clean
 
 help:
 	@echo "make run    run ledgerflow locally with the example producer (services started as needed)"
@@ -64,7 +64,7 @@ acceptance: install services
 # million batches and reconciliation at 10,000 tables, then trades into positions against
 # the stream's read ceiling and the normaliser alone, then the LCR at 1,000 to 100,000
 # instruments, in full and change by change, then a trade's way to the LCR on the console's
-# WebSocket at 5,000 trades/s (about an hour).
+# WebSocket at 5,000 trades/s, then ingest with 1, 2 and 4 shards (about an hour).
 bench: install services
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.ingest
@@ -78,10 +78,16 @@ bench: install services
 	$(BIN)/python -m bench.treasury
 	$(BIN)/python -m bench.lcr
 	$(BIN)/python -m bench.treasury_latency
+	$(BIN)/python -m bench.shards
 
 # Not part of `make test`: about SOAK_MINUTES (default 10) of kills and restarts, then a check.
 soak: install services
 	$(BIN)/python -m bench.soak
+
+# Not part of `make test`: a three-node RabbitMQ cluster on this machine (root, RabbitMQ's
+# server programs), sharded ingestion under load, nodes stopped and killed, then a check.
+soak-cluster: install services
+	$(BIN)/python -m bench.soak_cluster
 
 lint: install
 	$(BIN)/lint-imports

@@ -30,6 +30,20 @@ class WorkerMetrics:
         )
         for dependency in ("postgres", "rabbitmq", "leadership"):
             self.reconnects.labels(dependency)
+        # LEDGERFLOW_SHARDS: which shards this worker is the active consumer of, and what
+        # each took.
+        self.shard_active = Gauge(
+            "ledgerflow_shard_active",
+            "1 while this worker is the shard's active consumer, 0 otherwise.",
+            ["queue"],
+            registry=registry,
+        )
+        self.shard_messages = Counter(
+            "ledgerflow_shard_messages",
+            "Messages this worker committed from the shard, by outcome.",
+            ["queue", "outcome"],
+            registry=registry,
+        )
 
 
 class ApiMetrics:

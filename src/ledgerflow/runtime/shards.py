@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,6 +32,7 @@ from ledgerflow.messaging.shards import (
     routing_key,
     shard_queue,
 )
+from ledgerflow.runtime.metrics import WorkerMetrics
 from ledgerflow.settings import Settings
 from ledgerflow.transactions.batching import BatchingConsumer
 from ledgerflow.transactions.redeliveries import prepare_redeliveries
@@ -46,6 +48,7 @@ RECOVERABLE = (
 )
 RETRY_SECONDS = 1.0
 REBALANCE_EVERY = 5.0  # seconds between two looks at how many shards this worker holds
+STAGGER_SECONDS = 0.5  # between a worker's consumers of its first shard and the next ones
 
 
 def declare_topology(url: str, queue: str, shards: int) -> None:
@@ -100,10 +103,14 @@ class ShardIngest:
     """Every shard consumed by this worker, each retried on its own after a failure."""
 
     def __init__(
-        self, settings: Settings, on_batch: Callable[[BatchResult, float], None] | None = None
+        self,
+        settings: Settings,
+        on_batch: Callable[[BatchResult, float], None] | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.on_batch = on_batch
+        self.metrics = metrics
         self.active: dict[str, int] = {}  # shard queue -> term, while this worker is active
         self._stop = asyncio.Event()
         self._draining: list[Callable[[], Any]] = []
@@ -123,9 +130,16 @@ class ShardIngest:
                 await asyncio.sleep(RETRY_SECONDS * 2)
         rebalancing = asyncio.create_task(self._rebalance_forever(), name="shards:rebalance")
         try:
+            # Each worker comes first to a shard of its own (by its name), to the others a
+            # little later: workers started together mostly spread at once, and
+            # rebalancing does the rest.
+            first = zlib.crc32(settings.instance.encode()) % settings.shards
             await asyncio.gather(
                 *(
-                    self._shard_forever(shard_queue(settings.queue, n))
+                    self._shard_forever(
+                        shard_queue(settings.queue, n),
+                        delay=STAGGER_SECONDS * ((n - first) % settings.shards),
+                    )
                     for n in range(settings.shards)
                 )
             )
@@ -169,7 +183,8 @@ class ShardIngest:
         self._stop.set()
         await asyncio.gather(*(drain() for drain in self._draining), return_exceptions=True)
 
-    async def _shard_forever(self, queue: str) -> None:
+    async def _shard_forever(self, queue: str, delay: float = 0.0) -> None:
+        await asyncio.sleep(delay)
         while not self._stop.is_set():
             try:
                 await self._consume(queue)
@@ -218,6 +233,12 @@ class ShardIngest:
             def committed(result: BatchResult, seconds: float) -> None:
                 if writer.term is not None:
                     self.active[queue] = writer.term
+                if self.metrics is not None:
+                    self.metrics.shard_active.labels(queue).set(1)
+                    for outcome in ("stored", "rejected", "duplicates", "redelivered", "filtered"):
+                        count = getattr(result, outcome)
+                        if count:
+                            self.metrics.shard_messages.labels(queue, outcome).inc(count)
                 if self.on_batch is not None:
                     self.on_batch(result, seconds)
 
@@ -253,6 +274,8 @@ class ShardIngest:
             finally:
                 self._draining.remove(drain)
                 self.active.pop(queue, None)
+                if self.metrics is not None:
+                    self.metrics.shard_active.labels(queue).set(0)
                 for task in (ingest, closed, releasing):
                     task.cancel()
                 await asyncio.gather(ingest, closed, releasing, return_exceptions=True)

@@ -87,7 +87,9 @@ class Worker:
         )
         self.postman = postman(settings, own_connection(settings.database_url))
         # LEDGERFLOW_SHARDS: every worker consumes every shard, leader or not.
-        self.shards = ShardIngest(settings, self._batch_committed) if settings.shards else None
+        self.shards = (
+            ShardIngest(settings, self._batch_committed, self.metrics) if settings.shards else None
+        )
 
     def _feeds_detected(self, found: list[Feed]) -> None:
         """Send the new feeds' mails now, and show them in the console."""
