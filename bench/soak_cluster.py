@@ -17,7 +17,8 @@ up, the time until every shard has exactly one active consumer again (the goal: 
 
 At the end, once every shard is empty: one row per message id published, none twice,
 each provider's sum as published. Prints the figures and the seed, and exits 1 if a check
-fails. Needs root (to run the nodes as ``rabbitmq``) and RabbitMQ's server programs.
+fails; the figures go to bench/results/soak-cluster-<timestamp>.json. Needs root (to run
+the nodes as ``rabbitmq``) and RabbitMQ's server programs.
 
     SOAK_COUNT, SOAK_RATE, SOAK_SEED
 """
@@ -45,7 +46,7 @@ from typing import Any
 import pika
 import psycopg
 
-from bench.ingest import admin
+from bench.ingest import RESULTS, admin
 from bench.lag import fresh_database
 from ledgerflow.messaging.shards import EXCHANGE, declare_shards, shard_queue
 
@@ -100,9 +101,9 @@ class Cluster:
             "ERL_EPMD_ADDRESS=127.0.0.1",
         ]
 
-    def ctl(self, n: int, *args: str, timeout: float = 120) -> str:
+    def ctl(self, n: int, *args: str, timeout: float = 120, program: str = "rabbitmqctl") -> str:
         done = subprocess.run(
-            ["runuser", "-u", "rabbitmq", "--", *self._env(n), str(self.sbin / "rabbitmqctl"),
+            ["runuser", "-u", "rabbitmq", "--", *self._env(n), str(self.sbin / program),
              "-n", self.node(n), *args],
             capture_output=True, text=True, timeout=timeout, check=True,
         )  # fmt: skip
@@ -114,7 +115,18 @@ class Cluster:
              str(self.sbin / "rabbitmq-server"), "-detached"],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
-        self.ctl(n, "await_startup", "--timeout", "120", timeout=130)
+        deadline = time.monotonic() + 120
+        while True:  # await_startup needs the node's VM to answer first
+            try:
+                self.ctl(n, "await_startup", "--timeout", "60", timeout=70)
+                self.ctl(
+                    n, "enable", "rabbitmq_consistent_hash_exchange", program="rabbitmq-plugins"
+                )
+                return
+            except subprocess.CalledProcessError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
 
     def join(self, n: int, to: int) -> None:
         self.ctl(n, "stop_app")
@@ -161,7 +173,7 @@ class Publisher(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        position, node = 0, 1
+        position, node = 0, NODES  # through the node that will be killed
         started = time.monotonic()
         while position < len(self.messages):
             try:
@@ -271,6 +283,14 @@ def main() -> int:
                 )
             )
         wait_for(lambda: one_active_each(cluster, 1, queue), 60, "a consumer on every shard")
+        members = {
+            line.split("\t")[0]: line.count("@localhost")
+            for line in cluster.ctl(
+                1, "list_queues", "-q", "--no-table-headers", "name", "members"
+            ).splitlines()
+            if line.startswith(f"{queue}.")
+        }
+        log(f"replicas of each shard: {members}")
         publisher = Publisher(count, rate, providers, seed)
         publisher.start()
         losses: list[dict[str, Any]] = []
@@ -327,13 +347,17 @@ def main() -> int:
             "duplicates_dropped": int(duplicates[0]) if duplicates else None,
             "redeliveries_recognised": int(duplicates[1]) if duplicates else None,
             "sent_again": publisher.sent_again,
+            "replicas_per_shard": members,
             "node_losses": losses,
             "drained_after_publishing_s": round(drained, 1),
             "exact": total == count and sums_ok,
             "failover_within_goal": failover_ok,
         }
         print(json.dumps(figures, indent=2))
-        ok = figures["exact"] and failover_ok
+        RESULTS.mkdir(exist_ok=True)
+        when = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime())
+        (RESULTS / f"soak-cluster-{when}.json").write_text(json.dumps(figures, indent=2) + "\n")
+        ok = figures["exact"] and failover_ok and set(members.values()) == {NODES}
         log("PASSED" if ok else "FAILED")
         return 0 if ok else 1
     finally:
