@@ -20,7 +20,9 @@ from decimal import Decimal
 
 import pika
 import pytest
+import redis
 
+from ledgerflow.messaging.rabbitmq import queue_backlog
 from ledgerflow.messaging.shards import EXCHANGE, declare_shards, shard_queue
 
 from ..conftest import publish_bodies
@@ -213,3 +215,67 @@ def test_resizing_is_refused_while_a_shard_holds_messages_and_then_loses_nothing
         db_url, "SELECT count(*), sum(transaction_value) FROM historical_transactions"
     )
     assert (count, total) == (400, 2 * sum(range(200)))
+
+
+def test_the_bridge_killed_mid_stream_forwards_each_message_once_and_balances_follow(
+    db_url: str,
+    amqp_url: str,
+    queue: str,
+    redis_url: str,
+    make_env: Callable[..., dict[str, str]],
+    spawn: Callable[..., Process],
+    request: pytest.FixtureRequest,
+) -> None:
+    """Messages without ids, as the original producer sends them, to the original queue:
+    the leader bridging them is killed with -9 mid-stream, the next leader bridges the
+    rest; each message stored once, and the balances in KeyDB are the database's."""
+    seed = random.randrange(2**32)
+    request.node.user_properties.append(("random_seed", seed))
+    rng = random.Random(seed)
+    query(
+        db_url,
+        "INSERT INTO initial_data (provider_name, initial_value)"
+        " SELECT 'P' || g, 100 FROM generate_series(1, 8) AS g",
+    )
+    providers = [row[0] for row in query(db_url, "SELECT id FROM initial_data")]
+    bodies = [
+        json.dumps({"id": rng.choice(providers), "value": rng.randint(-1000, 1000)}).encode()
+        for _ in range(40_000)
+    ]
+    publish_bodies(amqp_url, queue, bodies)
+    env = make_env(db_url, shards="2", publish_interval="1", batch_size="200")
+    first = spawn(["worker"], {**env, "LEDGERFLOW_INSTANCE": "b0"})
+    eventually(lambda: "worker.active" in first.output(), 20, "the first worker to lead")
+    second = spawn(["worker"], {**env, "LEDGERFLOW_INSTANCE": "b1"})
+    eventually(lambda: stored(db_url) > 2_000, 60, "the bridge to be under way")
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    at_kill = stored(db_url)
+    left = queue_backlog(amqp_url, queue)  # not yet forwarded when the bridge died
+    assert left, "the bridge had forwarded everything before the kill: nothing was tested"
+    eventually(lambda: "worker.active" in second.output(), 20, "the second worker to lead")
+    eventually(lambda: stored(db_url) >= len(bodies), 120, "every message to be stored")
+    time.sleep(1)
+    print(f"seed {seed}: b0 killed, {at_kill} stored, {left} still in the queue")
+    expected: Counter[int] = Counter()
+    for b in bodies:
+        message = json.loads(b)
+        expected[message["id"]] += message["value"]
+    rows = query(
+        db_url,
+        "SELECT provider_id, count(*), sum(transaction_value) FROM historical_transactions"
+        " GROUP BY provider_id",
+    )
+    assert sum(count for _, count, _ in rows) == len(bodies), f"seed {seed}"
+    assert {p: s for p, _, s in rows} == {p: Decimal(v) for p, v in expected.items()}, seed
+    keys = {
+        f"{p}_{name}": str(100 + expected[p])
+        for p, name in query(db_url, "SELECT id, provider_name FROM initial_data")
+    }
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        eventually(lambda: client.mget(*keys) == list(keys.values()), 10, "the balances")
+    finally:
+        client.close()
+    second.signal(signal.SIGTERM)
+    assert second.wait(30) == 0
