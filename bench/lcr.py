@@ -643,7 +643,8 @@ async def store_batch(
                 (book, security.currency, cash),
             )
         await conn.execute(
-            "INSERT INTO ledgerflow.stream_offsets (stream, next_offset) VALUES ('bench', %s)"
+            "INSERT INTO ledgerflow.stream_offsets (stream, next_offset, normalised_to)"
+            " VALUES ('bench', %s, 0)"
             " ON CONFLICT (stream) DO UPDATE SET next_offset = excluded.next_offset",
             (first + len(changes),),
         )

@@ -45,7 +45,7 @@ from bench.ingest import RESULTS, SETTINGS, admin
 from bench.lag import fresh_database
 from bench.treasury import busy_seconds
 from ledgerflow.messaging.rabbitmq import marker_queue
-from ledgerflow.messaging.shards import EXCHANGE, declare_shards, shard_queue
+from ledgerflow.messaging.shards import declare_shards, exchange_for, shard_queue
 
 SEED = 20261130
 PROVIDERS = 64
@@ -86,7 +86,7 @@ def publish(queue: str, shards: int, bodies: list[tuple[str, int, bytes]]) -> No
     for message_id, provider, body in bodies:
         properties = pika.BasicProperties(delivery_mode=2, message_id=message_id)
         if shards:
-            channel.basic_publish(EXCHANGE, str(provider), body, properties)
+            channel.basic_publish(exchange_for(queue), str(provider), body, properties)
         else:
             channel.basic_publish("", queue, body, properties)
     connection.close()
@@ -100,7 +100,7 @@ def delete_queues(queue: str, shards: int) -> None:
         channel.queue_delete(name)
         channel.queue_delete(marker_queue(name))
     if shards:
-        channel.exchange_delete(EXCHANGE)
+        channel.exchange_delete(exchange_for(queue))
     connection.close()
 
 

@@ -23,6 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from ledgerflow.messaging.rabbitmq import marker_queue
+from ledgerflow.messaging.shards import exchange_for
 from ledgerflow.settings import load_settings
 
 SETTINGS = load_settings()
@@ -187,6 +188,7 @@ def queue() -> Iterator[str]:
         markers = [marker_queue(q) for q in (name, *shards)]
         for queue_name in (*markers, name, f"{name}_prices", *streams, *shards):
             channel.queue_delete(queue_name)
+        channel.exchange_delete(exchange_for(name))  # when a test sharded
     finally:
         connection.close()
 

@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from ledgerflow.messaging.rabbitmq import queue_backlog
-from ledgerflow.messaging.shards import EXCHANGE, declare_shards, shard_queue
+from ledgerflow.messaging.shards import declare_shards, exchange_for, shard_queue
 
 from ..conftest import publish_bodies
 from .conftest import Process, eventually, query, run_ledgerflow
@@ -95,7 +95,7 @@ def test_four_workers_share_four_shards_and_a_killed_workers_shards_move_within_
 
     def to_shards(bodies: list[bytes], pause: float = 0.0) -> None:
         for n, b in enumerate(bodies):
-            channel.basic_publish(EXCHANGE, str(json.loads(b)["id"]), b, properties)
+            channel.basic_publish(exchange_for(queue), str(json.loads(b)["id"]), b, properties)
             if pause and n % 100 == 99:
                 connection.sleep(pause)
 
@@ -186,7 +186,7 @@ def test_resizing_is_refused_while_a_shard_holds_messages_and_then_loses_nothing
             provider = providers[n % 2]
             body = json.dumps({"id": provider, "value": n}).encode()
             channel.basic_publish(
-                EXCHANGE, str(provider), body, pika.BasicProperties(delivery_mode=2)
+                exchange_for(queue), str(provider), body, pika.BasicProperties(delivery_mode=2)
             )
 
     send(200)
@@ -205,6 +205,10 @@ def test_resizing_is_refused_while_a_shard_holds_messages_and_then_loses_nothing
     resized = run_ledgerflow(["shards", "resize", "2"], env)
     assert resized.returncode == 0, resized.stderr
     assert json.loads(resized.stdout)["removed"] == [shard_queue(queue, 2), shard_queue(queue, 3)]
+    # A worker told another number of shards than exist refuses to start, naming the fix.
+    mismatched = spawn(["worker"], env)
+    assert mismatched.wait(30) != 0
+    assert "ledgerflow shards resize 4" in mismatched.output()
     send(200)
     worker = spawn(["worker"], make_env(db_url, shards="2"))
     eventually(lambda: stored(db_url) == 400, 60, "the new shards to drain")

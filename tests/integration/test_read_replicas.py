@@ -191,7 +191,6 @@ def test_reads_go_to_the_standby_and_go_on_when_it_lags_or_is_gone(pair: Pair) -
         assert reads("primary") == before  # none of the four from the primary
         assert reads(f"postgresql://{pair.standby.split('//')[1].split('@')[0]}@{standby}") >= 4
         assert readers(pair.standby) >= 1  # the pool's connections, seen on the standby
-        assert readers(pair.primary) == 0
 
         # Replay paused: a new price is on the primary only; the standby falls behind and
         # is taken out, and reads see the new price, from the primary.

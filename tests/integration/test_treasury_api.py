@@ -211,7 +211,8 @@ async def test_a_minute_keeps_the_figures_its_last_change_left_and_each_is_sent(
             )
             await conn.execute("UPDATE ledgerflow.cash_positions SET amount = 0")
             await conn.execute(
-                "INSERT INTO ledgerflow.stream_offsets (stream, next_offset) VALUES ('trades.test', 1)"
+                "INSERT INTO ledgerflow.stream_offsets (stream, next_offset, normalised_to)"
+                " VALUES ('trades.test', 1, 1)"
             )
         watch.changed()
         await eventually(lambda: [e for e in sent if e["lcr"] == "20.000000"], 10)

@@ -19,7 +19,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from ledgerflow.treasury.ingest import TreasuryIngest
-from ledgerflow.treasury.ledger import next_offset, write_batch
+from ledgerflow.treasury.ledger import next_offset, normalised_sent, write_batch, write_on_again
 from ledgerflow.treasury.normalise import Normaliser, RejectedTrade
 from ledgerflow.treasury.positions import Positions, Trade
 from ledgerflow.treasury.registry import PostgresSchemaStore
@@ -258,3 +258,32 @@ async def test_offsets_the_broker_no_longer_holds_are_recorded_not_passed_silent
         "SELECT reason, message_id FROM ledgerflow.rejected_messages WHERE queue = 'stream:g'"
     )
     assert await cursor.fetchall() == [("offsets_missing", "g@0..9")]
+
+
+async def test_trades_committed_but_not_written_on_are_written_on_again(
+    conn: psycopg.AsyncConnection[Any], normaliser: Normaliser, streams: RabbitStreams
+) -> None:
+    """A crash between a batch's commit and its send to trades.normalised: at the start,
+    the stream is read again from where writing on stopped and its trades sent again;
+    a message rejected when stored is not."""
+    await conn.set_autocommit(True)
+    stream = f"again-{uuid.uuid4().hex[:8]}"
+    await streams.create(stream)
+    rng = random.Random(SEED + 5)
+    bodies = [fx_trade(rng, n, stream) for n in range(30)]
+    bodies[15] = b"not json"
+    await streams.send(stream, bodies)
+    batch = [StreamMessage(stream, offset, body) for offset, body in enumerate(bodies[:20])]
+    await write_batch(conn, "fx", batch, normaliser.normalise, (RejectedTrade,))
+    await normalised_sent(conn, stream, 12)  # sent up to 12; then the crash
+    batch = [StreamMessage(stream, offset, body) for offset, body in enumerate(bodies)][20:]
+    await write_batch(conn, "fx", batch, normaliser.normalise, (RejectedTrade,))
+    sent: list[bytes] = []
+
+    async def send(chunk: list[bytes]) -> None:
+        sent.extend(chunk)
+
+    assert await write_on_again(conn, streams.read, normaliser.normalise, send) == 17
+    ids = [(await normaliser.read(body))["trade_id"] for body in sent]
+    assert ids == [f"{stream}-{n}" for n in range(12, 30) if n != 15]
+    assert await write_on_again(conn, streams.read, normaliser.normalise, send) == 0

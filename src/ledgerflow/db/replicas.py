@@ -165,7 +165,9 @@ class ReadPools:
             if replica is not None:
                 try:
                     conn = await stack.enter_async_context(replica.pool.connection(timeout=0.5))
-                except (PoolTimeout, psycopg.OperationalError) as exc:
+                except PoolTimeout:
+                    pass  # busy, or gone: the primary answers this one; the check decides
+                except psycopg.OperationalError as exc:
                     self._out(replica, f"no connection: {exc}")  # the primary answers
             if replica is None or conn is None:
                 conn = await stack.enter_async_context(self.primary.connection())
@@ -203,7 +205,8 @@ class ReadPools:
         while True:
             await asyncio.sleep(self.check_every)
             try:
-                await self.check()
+                async with asyncio.timeout(max(3.0, 3 * self.check_every)):
+                    await self.check()
             except Exception as exc:  # a check must never end the API's reads
                 log.warning("db.replica_check_failed", error=repr(exc))
 
@@ -246,13 +249,13 @@ class ReadPools:
         if not recovering:
             self._out(replica, "not a standby: pg_is_in_recovery() is false")
             return
+        if not self._positions or self._positions[-1][0] != now:
+            # The primary's position now is unknown: how far behind it is, too.
+            self._out(replica, "the primary's position is unknown, so is the replica's lag")
+            replica.lag_seconds = None
+            return
         reached = [at for at, position in self._positions if position <= replayed]
-        if self._positions and reached and reached[-1] == self._positions[-1][0]:
-            lag = 0.0
-        elif reached:
-            lag = now - reached[-1]
-        else:
-            lag = now - self._positions[0][0] if self._positions else 0.0
+        lag = now - reached[-1] if reached else now - self._positions[0][0]
         replica.lag_seconds = round(lag, 3)
         if lag > self.max_lag:
             self._out(replica, f"{lag:.1f} s behind the primary (at most {self.max_lag} s)")

@@ -22,12 +22,20 @@ from typing import Any
 import pika.channel
 import pika.exceptions
 
-EXCHANGE = "ledgerflow.transactions"
+DEFAULT_QUEUE = "incoming_transactions"
+EXCHANGE = "ledgerflow.transactions"  # the default queue's; another queue's has its name
 # A shard's queue: quorum (replicated over the cluster's nodes), one active consumer.
 SHARD_ARGUMENTS: dict[str, Any] = {"x-queue-type": "quorum", "x-single-active-consumer": True}
 # A shard's acknowledgement marker: quorum as well, so that it survives a node's loss.
 MARKER_ARGUMENTS: dict[str, Any] = {"x-queue-type": "quorum", "x-max-length": 1}
 BINDING_WEIGHT = "1"  # every shard takes an equal share of the hash ring
+
+
+def exchange_for(queue: str) -> str:
+    """The consistent-hash exchange of ``queue``'s shards: ``ledgerflow.transactions`` for
+    the original queue, one of its own for any other (two deployments on one virtual host
+    never share a hash ring)."""
+    return EXCHANGE if queue == DEFAULT_QUEUE else f"{EXCHANGE}.{queue}"
 
 
 def shard_queue(queue: str, shard: int) -> str:
@@ -50,11 +58,30 @@ def routing_key(body: bytes) -> str:
 
 def declare_shards(channel: pika.channel.Channel | Any, queue: str, shards: int) -> None:
     """Declare the exchange and the N shard queues, bound (a blocking channel; idempotent)."""
-    channel.exchange_declare(EXCHANGE, exchange_type="x-consistent-hash", durable=True)
+    exchange = exchange_for(queue)
+    channel.exchange_declare(exchange, exchange_type="x-consistent-hash", durable=True)
     for shard in range(shards):
         name = shard_queue(queue, shard)
         channel.queue_declare(name, durable=True, arguments=SHARD_ARGUMENTS)
-        channel.queue_bind(name, EXCHANGE, routing_key=BINDING_WEIGHT)
+        channel.queue_bind(name, exchange, routing_key=BINDING_WEIGHT)
+
+
+class ShardCountMismatch(Exception):
+    """The shards that exist are not the number configured; says what to do."""
+
+
+def ensure_shards(connection: Any, queue: str, shards: int) -> None:
+    """Declare the shards (a blocking connection) unless another number of them exists:
+    binding more or fewer would move providers between shards while they hold messages
+    (``resize_shards`` is the way)."""
+    found = existing_shards(connection, queue)
+    if found and len(found) != shards:
+        raise ShardCountMismatch(
+            f"{len(found)} shards of {queue} exist and LEDGERFLOW_SHARDS is {shards}: run"
+            f" `ledgerflow shards resize {shards}` (docs/scaling.md) or set"
+            f" LEDGERFLOW_SHARDS={len(found)}"
+        )
+    declare_shards(connection.channel(), queue, shards)
 
 
 class ResizeRefused(Exception):
@@ -63,7 +90,8 @@ class ResizeRefused(Exception):
 
 def existing_shards(connection: Any, queue: str, limit: int = 1024) -> dict[int, int]:
     """The shard queues of ``queue`` that exist, numbered from 0 up to the first missing,
-    with the messages each holds (a blocking connection)."""
+    with the messages each holds, ready or delivered and not acknowledged, or -1 while a
+    consumer has it (a blocking connection)."""
     found: dict[int, int] = {}
     for shard in range(limit):
         channel = connection.channel()
@@ -73,7 +101,7 @@ def existing_shards(connection: Any, queue: str, limit: int = 1024) -> dict[int,
             if exc.reply_code == 404:
                 break
             raise
-        found[shard] = int(frame.method.message_count)
+        found[shard] = -1 if frame.method.consumer_count else int(frame.method.message_count)
         channel.close()
     return found
 
@@ -82,11 +110,16 @@ def resize_shards(connection: Any, queue: str, shards: int) -> dict[str, Any]:
     """Change the number of shards of ``queue`` to ``shards`` (a blocking connection), only
     when every shard is empty: otherwise a provider's messages could be split between its
     old shard and its new one, or a removed shard's messages lost. Shards removed are
-    unbound first, then deleted only if still empty (RabbitMQ's if-empty), so a message
-    published meanwhile is never deleted with its queue. Raise ResizeRefused saying why."""
+    unbound first, then deleted only if still empty, so a message published meanwhile is
+    never deleted with its queue; their markers stay. Raise ResizeRefused saying why."""
     if shards < 1:
         raise ResizeRefused("give at least one shard (LEDGERFLOW_SHARDS=0 is the one queue)")
     before = existing_shards(connection, queue)
+    consumed = sorted(shard_queue(queue, n) for n, count in before.items() if count < 0)
+    if consumed:
+        raise ResizeRefused(
+            f"shards still have consumers ({', '.join(consumed)}): stop every worker first"
+        )
     holding = {shard_queue(queue, n): count for n, count in before.items() if count}
     if holding:
         listed = ", ".join(f"{name} {count}" for name, count in sorted(holding.items()))
@@ -100,7 +133,7 @@ def resize_shards(connection: Any, queue: str, shards: int) -> dict[str, Any]:
     for n in sorted(before):
         if n >= shards:
             name = shard_queue(queue, n)
-            channel.queue_unbind(name, EXCHANGE, routing_key=BINDING_WEIGHT)
+            channel.queue_unbind(name, exchange_for(queue), routing_key=BINDING_WEIGHT)
             # Unbound, nothing reaches it any more: what it holds now is all it will hold.
             # (Quorum queues have no delete-if-empty; this check stands in for it.)
             left = channel.queue_declare(name, passive=True).method.message_count
@@ -111,7 +144,8 @@ def resize_shards(connection: Any, queue: str, shards: int) -> dict[str, Any]:
                     f" LEDGERFLOW_SHARDS={len(before)} to drain it, stop it, and run this again"
                 )
             channel.queue_delete(name)
-            channel.queue_delete(f"ledgerflow.acked.{name}")
+            # Its acknowledgement marker stays: should the shard come back, it knows that
+            # every batch it committed was acknowledged.
             removed.append(name)
     channel.close()
     return {"before": len(before), "after": shards, "removed": removed}

@@ -25,10 +25,10 @@ from ledgerflow.db.connections import DatabaseError, connect
 from ledgerflow.messaging.delivery import Delivery
 from ledgerflow.messaging.rabbitmq import BrokerError, QueueConsumer, connection_parameters
 from ledgerflow.messaging.shards import (
-    EXCHANGE,
     MARKER_ARGUMENTS,
     SHARD_ARGUMENTS,
-    declare_shards,
+    ensure_shards,
+    exchange_for,
     routing_key,
     shard_queue,
 )
@@ -52,14 +52,16 @@ STAGGER_SECONDS = 0.5  # between a worker's consumers of its first shard and the
 
 
 def declare_topology(url: str, queue: str, shards: int) -> None:
-    """Declare the exchange and the shards, over a short blocking connection."""
-    connection = pika.BlockingConnection(connection_parameters(url))
+    """Declare the exchange and the shards, over a short blocking connection; refuse
+    (ShardCountMismatch) when the shards that exist are another number."""
+    connection = None
     try:
-        declare_shards(connection.channel(), queue, shards)
+        connection = pika.BlockingConnection(connection_parameters(url))
+        ensure_shards(connection, queue, shards)
     except pika.exceptions.AMQPError as exc:
         raise BrokerError(f"RabbitMQ: cannot declare the shards: {exc!r}") from exc
     finally:
-        if connection.is_open:
+        if connection is not None and connection.is_open:
             connection.close()
 
 
@@ -249,16 +251,35 @@ class ShardIngest:
                 max_wait=settings.batch_max_wait,
                 on_batch=committed,
             )
-            await broker.start(consumer.deliver)
+            accepting = True
+
+            def deliver(delivery: Delivery) -> None:
+                if accepting:
+                    consumer.deliver(delivery)
+                # else: left unacknowledged, it goes back to the shard when the connection
+                # closes, ahead of what the next consumer gets
+
+            await broker.start(deliver)
             ingest = asyncio.create_task(consumer.run(), name=f"shard:{queue}")
             closed = asyncio.create_task(broker.closed(), name=f"shard-broker:{queue}")
 
             async def drain() -> None:
-                await broker.stop_consuming()
+                # Never basic.cancel: RabbitMQ would make the next consumer active while
+                # this one still commits, and a provider's messages could be stored out of
+                # order. Still the active consumer, it commits and acknowledges what it
+                # took, takes nothing more, then closes: what it did not take goes back to
+                # the head of the shard, and only then does RabbitMQ move the shard.
+                nonlocal accepting
+                accepting = False
                 consumer.finish()
                 await asyncio.wait({ingest})
+                await broker.close()
 
             self._draining.append(drain)
+            if self._stop.is_set():  # stopped while this consumer was starting
+                self._draining.remove(drain)
+                await drain()
+                return
             release = self._release.setdefault(queue, asyncio.Event())
             release.clear()
             releasing = asyncio.create_task(release.wait(), name=f"shard-release:{queue}")
@@ -267,7 +288,7 @@ class ShardIngest:
                     {ingest, closed, releasing}, return_when=asyncio.FIRST_COMPLETED
                 )
                 if releasing in done and not ingest.done():
-                    await drain()  # what it holds committed and acknowledged, then given up
+                    await drain()  # what it took committed and acknowledged, then given up
                     return
                 for task in done:
                     task.result()
@@ -279,6 +300,11 @@ class ShardIngest:
                 for task in (ingest, closed, releasing):
                     task.cancel()
                 await asyncio.gather(ingest, closed, releasing, return_exceptions=True)
+
+
+class BridgeRefused(Exception):
+    """The original queue holds committed, unacknowledged messages: bridged, they would be
+    stored twice. Says what to do."""
 
 
 class Bridge:
@@ -299,10 +325,31 @@ class Bridge:
         )
 
     async def start(self) -> None:
+        """Declare the shards, become the original queue's exclusive consumer, and refuse
+        (BridgeRefused) when batches committed from it were never acknowledged (a
+        one-queue worker killed before its acknowledgement): RabbitMQ delivers them again,
+        and only a one-queue worker recognises them."""
+        settings = self.settings
         await asyncio.to_thread(
-            declare_topology, self.settings.amqp_url, self.settings.queue, self.settings.shards
+            declare_topology, settings.amqp_url, settings.queue, settings.shards
         )
         await self.broker.start(self._deliveries.put_nowait)
+        acknowledged = await self.broker.last_acknowledged()
+        if acknowledged is None:
+            return  # never consumed by a one-queue worker, or the marker is gone
+        conn = await connect(settings.database_url)
+        async with conn:
+            writer = BatchWriter(
+                conn, settings.queue, settings.instance, 0, settings.max_body_bytes
+            )
+            unacknowledged = await writer.expect_redeliveries(acknowledged)
+        if unacknowledged:
+            raise BridgeRefused(
+                f"{unacknowledged} messages of {settings.queue} were committed and never"
+                " acknowledged (a worker without shards stopped before acknowledging them):"
+                " run a worker without LEDGERFLOW_SHARDS until it leads and has taken them,"
+                " stop it, then start the sharded workers"
+            )
 
     async def run(self) -> None:
         """Forward batches until ``finish`` (then what was received) or a failure."""
@@ -330,9 +377,10 @@ class Bridge:
                     batch.append(await asyncio.wait_for(self._deliveries.get(), left))
                 except TimeoutError:
                     break
+            exchange = exchange_for(settings.queue)
             await self.broker.forward(
                 batch[-1].tag,
-                [(EXCHANGE, routing_key(d.body), d.body, d.properties) for d in batch],
+                [(exchange, routing_key(d.body), d.body, d.properties) for d in batch],
             )
             self.forwarded += len(batch)
 

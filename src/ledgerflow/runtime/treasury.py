@@ -21,7 +21,7 @@ from ledgerflow.kv.events import EventSink
 from ledgerflow.settings import Settings
 from ledgerflow.treasury.ingest import SOURCES, TreasuryIngest, default_stream
 from ledgerflow.treasury.lcr import LcrFigures
-from ledgerflow.treasury.ledger import BatchResult
+from ledgerflow.treasury.ledger import BatchResult, normalised_sent, write_on_again
 from ledgerflow.treasury.liquidity import RunningLcr, record_figures
 from ledgerflow.treasury.normalise import Normaliser, RejectedTrade
 from ledgerflow.treasury.registry import HttpSchemaRegistry, schema_registry
@@ -149,11 +149,15 @@ async def treasury_forever(
 
     async def batch_done(source: str, result: BatchResult) -> None:
         watch.changed()
-        if normalised and result.normalised:
-            # After the commit: at least once, a reader keys trades by their id.
+        if normalised:
+            # After the commit: at least once, a reader keys trades by their id. Noted
+            # when sent; after a crash before that, written on again at the start.
             try:
-                await streams.send(normalised, list(result.normalised))
-            except StreamError as exc:
+                if result.normalised:
+                    await streams.send(normalised, list(result.normalised))
+                async with pool.connection() as conn:
+                    await normalised_sent(conn, result.stream, result.next_offset)
+            except (StreamError, psycopg.Error) as exc:
                 log.warning("treasury.normalised_not_sent", error=str(exc))
         events.emit(
             {
@@ -172,6 +176,14 @@ async def treasury_forever(
         normaliser = await Normaliser.start(registry, encode=bool(normalised))
         if normalised:
             await streams.create(normalised)
+
+            async def send(bodies: list[bytes]) -> None:
+                await streams.send(normalised, bodies)
+
+            async with pool.connection() as conn:
+                again = await write_on_again(conn, streams.read, normaliser.normalise, send)
+            if again:
+                log.info("treasury.normalised_written_again", trades=again)
         ingest = TreasuryIngest(
             settings.database_url,
             streams,

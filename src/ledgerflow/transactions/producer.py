@@ -17,7 +17,7 @@ import structlog
 
 from ledgerflow.db.queries import Queries
 from ledgerflow.messaging.rabbitmq import connection_parameters
-from ledgerflow.messaging.shards import EXCHANGE, declare_shards, routing_key
+from ledgerflow.messaging.shards import ensure_shards, exchange_for, routing_key
 
 log = structlog.get_logger(__name__)
 QUERIES = Queries.of("ledgerflow.transactions")
@@ -97,7 +97,7 @@ def produce(
     try:
         channel = connection.channel()
         if shards:
-            declare_shards(channel, queue, shards)
+            ensure_shards(connection, queue, shards)
         else:
             channel.queue_declare(queue, durable=True)
         channel.confirm_delivery()
@@ -110,7 +110,9 @@ def produce(
                 content_type="application/json",
             )
             if shards:
-                channel.basic_publish(EXCHANGE, routing_key(body), body, properties, mandatory=True)
+                channel.basic_publish(
+                    exchange_for(queue), routing_key(body), body, properties, mandatory=True
+                )
             else:
                 channel.basic_publish("", queue, body, properties, mandatory=True)
             sent += 1

@@ -36,6 +36,9 @@ SELECT body_hashes, outcomes FROM ledgerflow.batches
 WHERE queue = %(queue)s AND id > %(after)s
 ORDER BY id;
 
+-- name: last_batch
+SELECT coalesce(max(id), 0) FROM ledgerflow.batches WHERE queue = %(queue)s;
+
 -- name: has_batches
 SELECT EXISTS (SELECT 1 FROM ledgerflow.batches WHERE queue = %(queue)s);
 

@@ -74,6 +74,10 @@ class CommittedBatches(Protocol):
         """Whether any batch of the queue was ever committed."""
         ...
 
+    async def last_batch(self) -> int:
+        """The id of the queue's last committed batch (0 when none)."""
+        ...
+
     async def expect_redeliveries(self, last_acknowledged_batch: int) -> int:
         """Expect the messages committed after that batch; return how many."""
         ...
@@ -90,6 +94,9 @@ async def prepare_redeliveries(broker: Queue, writer: CommittedBatches) -> None:
                 detail="the acknowledgement marker queue was emptied or deleted; assuming "
                 "every committed batch was acknowledged",
             )
+            # Written down, so that a crash before this worker's first acknowledgement
+            # does not make the next one assume its batches were acknowledged too.
+            await broker.mark_acknowledged(await writer.last_batch())
             return
         await broker.mark_acknowledged(0)
         acknowledged = 0

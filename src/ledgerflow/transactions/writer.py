@@ -159,6 +159,13 @@ class BatchWriter:
         self._statement = self._rules.statement().as_bytes(self._conn) if self._rules.rules else b""
         log.info("ingest.rules_loaded", version=self._rules.version, rules=len(self._rules.rules))
 
+    async def last_batch(self) -> int:
+        """The id of this queue's last committed batch (0 when none)."""
+        cursor = await self._conn.execute(QUERIES["last_batch"], {"queue": self._queue})
+        row = await cursor.fetchone()
+        await self._conn.commit()
+        return int(row[0]) if row else 0
+
     async def has_batches(self) -> bool:
         """Whether any batch of this queue was ever committed."""
         cursor = await self._conn.execute(QUERIES["has_batches"], {"queue": self._queue})

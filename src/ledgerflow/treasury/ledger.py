@@ -13,7 +13,9 @@ transaction, and its offset is passed like any other.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,10 +27,11 @@ from ledgerflow.db.queries import Queries
 from ledgerflow.db.rejected import RejectedMessage, record_rejected
 from ledgerflow.treasury.normalise import NormalisedTrade
 from ledgerflow.treasury.registry import SchemaRegistryError
-from ledgerflow.treasury.streams import StreamMessage
+from ledgerflow.treasury.streams import StreamError, StreamMessage
 
 QUERIES = Queries.of("ledgerflow.treasury")
 log = structlog.get_logger(__name__)
+READ_AGAIN_SECONDS = 60.0  # at start, reading a stream again to write its trades on
 
 # A source's message (its body) → one canonical trade and its message for
 # ``trades.normalised``; raises an exception with ``reason`` and ``detail`` when it cannot.
@@ -195,3 +198,71 @@ def _rejected(message: StreamMessage, exc: Exception) -> RejectedMessage:
         properties={"stream": message.stream, "offset": message.offset},
         received_at=message.timestamp or datetime.now(UTC),
     )
+
+
+async def normalised_sent(conn: psycopg.AsyncConnection[Any], stream: str, to: int) -> None:
+    """Note that ``stream``'s normalised trades below offset ``to`` were written on."""
+    await conn.execute(QUERIES["normalised_sent"], {"stream": stream, "to": to})
+
+
+async def write_on_again(
+    conn: psycopg.AsyncConnection[Any],
+    read: Callable[[str, int], AsyncGenerator[StreamMessage, None]],
+    normalise: Normalise,
+    send: Callable[[list[bytes]], Awaitable[None]],
+    chunk: int = 500,
+) -> int:
+    """Write on again the normalised trades of the batches committed but not written on
+    (a crash between a batch's commit and its send): each stream read again from where
+    its writing on stopped to its next offset, normalised again, sent; return how many.
+    Messages that cannot be normalised are skipped (they were rejected when stored)."""
+    cursor = await conn.execute(QUERIES["normalised_behind"])
+    sent = 0
+    for stream, normalised_to, next_offset, source in await cursor.fetchall():
+        if source is not None:
+            try:
+                async with asyncio.timeout(READ_AGAIN_SECONDS):
+                    sent += await _write_on_again(
+                        stream, source, normalised_to, next_offset, read, normalise, send, chunk
+                    )
+            except (StreamError, TimeoutError) as exc:
+                # The stream is gone or no longer holds them: said, not waited for forever.
+                log.error(
+                    "treasury.normalised_not_written_again",
+                    stream=stream,
+                    offsets=f"{normalised_to}..{next_offset - 1}",
+                    error=repr(exc),
+                )
+        await normalised_sent(conn, stream, next_offset)
+        log.info("treasury.normalised_written_again", stream=stream, since=normalised_to)
+    return sent
+
+
+async def _write_on_again(
+    stream: str,
+    source: str,
+    normalised_to: int,
+    next_offset: int,
+    read: Callable[[str, int], AsyncGenerator[StreamMessage, None]],
+    normalise: Normalise,
+    send: Callable[[list[bytes]], Awaitable[None]],
+    chunk: int,
+) -> int:
+    sent = 0
+    bodies: list[bytes] = []
+    async with contextlib.aclosing(read(stream, normalised_to)) as messages:
+        async for message in messages:
+            if message.offset >= next_offset:
+                break
+            # One that fails was rejected when it was stored: nothing to write on.
+            with contextlib.suppress(Exception):
+                bodies.append((await normalise(source, message.body)).body)
+            if len(bodies) >= chunk:
+                await send(bodies)
+                sent, bodies = sent + len(bodies), []
+            if message.offset == next_offset - 1:
+                break
+    if bodies:
+        await send(bodies)
+        sent += len(bodies)
+    return sent

@@ -1,7 +1,8 @@
 -- Named queries of the treasury domain, loaded by ledgerflow.db.queries.
 
 -- name: ensure_offset
-INSERT INTO ledgerflow.stream_offsets (stream, next_offset) VALUES (%(stream)s, 0)
+INSERT INTO ledgerflow.stream_offsets (stream, next_offset, normalised_to)
+VALUES (%(stream)s, 0, 0)
 ON CONFLICT (stream) DO NOTHING;
 
 -- name: lock_offset
@@ -71,8 +72,8 @@ WHERE source = %(source)s;
 -- name: start_offset
 -- Where a stream never read starts, as a control message says; a stream read before
 -- resumes where it stopped.
-INSERT INTO ledgerflow.stream_offsets (stream, next_offset)
-VALUES (%(stream)s, %(next_offset)s)
+INSERT INTO ledgerflow.stream_offsets (stream, next_offset, normalised_to)
+VALUES (%(stream)s, %(next_offset)s, %(next_offset)s)
 ON CONFLICT (stream) DO NOTHING;
 
 -- name: source_status
@@ -113,3 +114,17 @@ ORDER BY p.book, p.instrument;
 
 -- name: cash_positions
 SELECT book, currency, amount FROM ledgerflow.cash_positions ORDER BY book, currency;
+
+-- name: normalised_sent
+-- The stream's normalised trades are written on up to this offset.
+UPDATE ledgerflow.stream_offsets SET normalised_to = greatest(normalised_to, %(to)s)
+WHERE stream = %(stream)s;
+
+-- name: normalised_behind
+-- Streams whose stored trades were not all written on (a crash after a batch's commit),
+-- with the source that read them.
+SELECT o.stream, o.normalised_to, o.next_offset,
+       (SELECT t.source FROM ledgerflow.trades t WHERE t.stream = o.stream LIMIT 1) AS source
+FROM ledgerflow.stream_offsets o
+WHERE o.normalised_to < o.next_offset
+ORDER BY o.stream;

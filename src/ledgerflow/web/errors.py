@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 import structlog
 from fastapi.exceptions import RequestValidationError
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -73,9 +74,18 @@ async def domain_missing(request: Request, exc: Exception) -> Response:
     )
 
 
+async def database_unavailable(request: Request, exc: Exception) -> Response:
+    """The database (or a read replica) dropped the connection or could not answer:
+    503, try again (a replica that failed is out of rotation by then)."""
+    log.warning("http.database_unavailable", path=request.url.path, error=str(exc)[:300])
+    return JSONResponse({"error": "the database is unavailable; try again"}, 503)
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: http_error,
     psycopg.errors.UndefinedTable: domain_missing,
+    psycopg.OperationalError: database_unavailable,
+    PoolTimeout: database_unavailable,
     RequestValidationError: invalid_request,
     BodyTooLarge: too_large,
     500: internal_error,
