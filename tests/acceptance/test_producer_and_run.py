@@ -129,6 +129,8 @@ def test_run_brings_up_the_example_and_stops_cleanly(
         60,
         "trades from every desk",
     )
+    # ... and the banner points at its console page, not at the JSON API.
+    assert f"treasury  http://127.0.0.1:{http_port}/liquidity" in run.output()
     run.signal(signal.SIGINT)
     assert run.wait(20) == 0, run.output()
 

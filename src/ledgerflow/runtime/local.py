@@ -95,7 +95,7 @@ def where_to_look(settings: Settings, admin_password: str | None = None) -> str:
             f"  feeds     {console}onboarding  (the example queue becomes a feed within a minute)",
             *(
                 [
-                    f"  treasury  {console}treasury  (example trades of every desk, 20 a second;"
+                    f"  treasury  {console}liquidity  (example trades of every desk, 20 a second;"
                     " `ledgerflow treasury status`)"
                 ]
                 if settings.treasury
