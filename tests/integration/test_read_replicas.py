@@ -166,6 +166,32 @@ def eventually(check: Callable[[], bool], seconds: float) -> None:
         time.sleep(0.2)
 
 
+def test_with_the_rates_cache_on_its_misses_are_read_from_the_primary(
+    pair: Pair, redis_url: str
+) -> None:
+    """The cache keeps an answer until its lane changes: one read from a lagging replica
+    would stay stale, so with the cache on a miss of /rates reads the primary."""
+    asyncio.run(seed(pair.primary, 100))
+    settings = load_settings(
+        database_url=pair.primary,
+        database_read_urls=pair.standby,
+        rates_cache_url=redis_url,
+    )
+    with TestClient(create_app(settings)) as client:
+        eventually(lambda: metric(client, "ledgerflow_read_replica_in_rotation", "") == 1, 10)
+        with psycopg.connect(pair.standby, autocommit=True) as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+            try:
+                asyncio.run(seed(pair.primary, 200))  # on the primary only
+                asked = {**ASKED, "date_to": "2021-01-02"}  # not in the cache: a miss
+                answer = client.get("/rates", params=asked)
+                assert answer.status_code == 200, answer.text
+                day = {r["day"]: r["price"] for r in answer.json()["rates"]}["2021-01-01"]
+                assert Decimal(str(day)) == 200  # the paused standby still has 100
+            finally:
+                conn.execute("SELECT pg_wal_replay_resume()")
+
+
 def test_reads_go_to_the_standby_and_go_on_when_it_lags_or_is_gone(pair: Pair) -> None:
     asyncio.run(seed(pair.primary, 100))
     settings = load_settings(

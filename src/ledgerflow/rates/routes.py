@@ -45,6 +45,13 @@ class RatesState:
     writers: asyncio.Semaphore
     require_token: bool  # LEDGERFLOW_RATES_REQUIRE_TOKEN
 
+    def answering(self) -> Connections:
+        """Where an answer is read: a replica, unless the cache is on. The cache keeps an
+        answer until its lane changes, so one read from a replica that had not replayed
+        the batch that cleared it would be kept stale; misses go to the primary, hits
+        never reach the database."""
+        return self.pool if self.cache is not None else self.reads
+
 
 def _state(request: Request) -> RatesState:
     state: RatesState = request.state.rates
@@ -159,7 +166,7 @@ async def rates(
         identity.require("read")
     try:
         asked = parse_rates_query(request.query_params, state.max_days)
-        async with state.reads.connection() as conn:  # one connection for the whole request
+        async with state.answering().connection() as conn:  # one for the whole request
             lanes = await lanes_for(conn, asked)
             answer = await state.answer(conn, lanes)
     except BadRequest as exc:

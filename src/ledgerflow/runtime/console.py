@@ -291,7 +291,7 @@ async def explore_rates(
         state = request.state.rates
         try:
             asked = parse_rates_query(form, state.max_days)
-            async with state.reads.connection() as conn:
+            async with state.answering().connection() as conn:
                 answer = await state.answer(conn, await lanes_for(conn, asked))
         except BadRequest as exc:
             problem = exc
