@@ -22,7 +22,7 @@ import pika
 import pytest
 import redis
 
-from ledgerflow.messaging.rabbitmq import queue_backlog
+from ledgerflow.messaging.rabbitmq import marker_queue, queue_backlog
 from ledgerflow.messaging.shards import declare_shards, exchange_for, shard_queue
 
 from ..conftest import publish_bodies
@@ -283,3 +283,33 @@ def test_the_bridge_killed_mid_stream_forwards_each_message_once_and_balances_fo
         client.close()
     second.signal(signal.SIGTERM)
     assert second.wait(30) == 0
+
+
+def test_the_bridge_refuses_messages_committed_and_never_acknowledged(
+    db_url: str,
+    amqp_url: str,
+    queue: str,
+    make_env: Callable[..., dict[str, str]],
+    spawn: Callable[..., Process],
+) -> None:
+    """A one-queue worker's batches committed and never acknowledged come back to the
+    queue; bridged to the shards they would be stored twice. The marker is set back to
+    before them here, as a worker killed between commit and acknowledgement leaves it."""
+    query(db_url, "INSERT INTO initial_data (provider_name, initial_value) VALUES ('A', 0)")
+    provider = query(db_url, "SELECT id FROM initial_data")[0][0]
+    publish_bodies(amqp_url, queue, [json.dumps({"id": provider, "value": 1}).encode()] * 10)
+    one_queue = spawn(["worker"], make_env(db_url))
+    eventually(lambda: stored(db_url) == 10, 30, "the one-queue worker to store them")
+    one_queue.signal(signal.SIGTERM)
+    assert one_queue.wait(30) == 0
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    channel.queue_purge(marker_queue(queue))
+    channel.basic_publish("", marker_queue(queue), b"0", pika.BasicProperties(delivery_mode=2))
+    connection.close()
+
+    sharded = spawn(["worker"], make_env(db_url, shards="2"))
+    assert sharded.wait(60) != 0
+    assert "were committed and never acknowledged" in sharded.output()
+    assert "without LEDGERFLOW_SHARDS" in sharded.output()
+    assert stored(db_url) == 10
