@@ -59,6 +59,30 @@ def stored(db_url: str) -> int:
     return int(query(db_url, "SELECT count(*) FROM historical_transactions")[0][0])
 
 
+def exactly_once(db_url: str, bodies: list[bytes], seed: int) -> Counter[int]:
+    """Assert one row per message and each provider's sum as published; return the sums."""
+    expected: Counter[int] = Counter()
+    for b in bodies:
+        message = json.loads(b)
+        expected[message["id"]] += message["value"]
+    rows = query(
+        db_url,
+        "SELECT provider_id, count(*), sum(transaction_value) FROM historical_transactions"
+        " GROUP BY provider_id",
+    )
+    assert sum(count for _, count, _ in rows) == len(bodies), f"seed {seed}"
+    assert {p: s for p, _, s in rows} == {p: Decimal(v) for p, v in expected.items()}, seed
+    return expected
+
+
+def seeded(request: pytest.FixtureRequest) -> tuple[int, random.Random]:
+    """A random seed, recorded with the test's result and printed, and its generator."""
+    seed = random.randrange(2**32)
+    request.node.user_properties.append(("random_seed", seed))
+    print(f"random seed {seed}")
+    return seed, random.Random(seed)
+
+
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl")
 def test_four_workers_share_four_shards_and_a_killed_workers_shards_move_within_5_s(
     db_url: str,
@@ -68,10 +92,7 @@ def test_four_workers_share_four_shards_and_a_killed_workers_shards_move_within_
     spawn: Callable[..., Process],
     request: pytest.FixtureRequest,
 ) -> None:
-    seed = random.randrange(2**32)
-    request.node.user_properties.append(("random_seed", seed))
-    print(f"random seed {seed}")
-    rng = random.Random(seed)
+    seed, rng = seeded(request)
     query(db_url, "DELETE FROM historical_transactions")
     query(
         db_url,
@@ -149,17 +170,7 @@ def test_four_workers_share_four_shards_and_a_killed_workers_shards_move_within_
         if name != victim:
             worker.signal(signal.SIGTERM)
             assert worker.wait(30) == 0, worker.output()[-2000:]
-    expected: Counter[int] = Counter()
-    for b in everything:
-        message = json.loads(b)
-        expected[message["id"]] += message["value"]
-    rows = query(
-        db_url,
-        "SELECT provider_id, count(*), sum(transaction_value) FROM historical_transactions"
-        " GROUP BY provider_id",
-    )
-    assert sum(count for _, count, _ in rows) == len(everything), f"seed {seed}"
-    assert {p: s for p, _, s in rows} == {p: Decimal(v) for p, v in expected.items()}, seed
+    exactly_once(db_url, everything, seed)
     redelivered = query(
         db_url, "SELECT coalesce(sum(redelivered_count), 0) FROM ledgerflow.batches"
     )
@@ -233,9 +244,7 @@ def test_the_bridge_killed_mid_stream_forwards_each_message_once_and_balances_fo
     """Messages without ids, as the original producer sends them, to the original queue:
     the leader bridging them is killed with -9 mid-stream, the next leader bridges the
     rest; each message stored once, and the balances in KeyDB are the database's."""
-    seed = random.randrange(2**32)
-    request.node.user_properties.append(("random_seed", seed))
-    rng = random.Random(seed)
+    seed, rng = seeded(request)
     query(
         db_url,
         "INSERT INTO initial_data (provider_name, initial_value)"
@@ -261,17 +270,7 @@ def test_the_bridge_killed_mid_stream_forwards_each_message_once_and_balances_fo
     eventually(lambda: stored(db_url) >= len(bodies), 120, "every message to be stored")
     time.sleep(1)
     print(f"seed {seed}: b0 killed, {at_kill} stored, {left} still in the queue")
-    expected: Counter[int] = Counter()
-    for b in bodies:
-        message = json.loads(b)
-        expected[message["id"]] += message["value"]
-    rows = query(
-        db_url,
-        "SELECT provider_id, count(*), sum(transaction_value) FROM historical_transactions"
-        " GROUP BY provider_id",
-    )
-    assert sum(count for _, count, _ in rows) == len(bodies), f"seed {seed}"
-    assert {p: s for p, _, s in rows} == {p: Decimal(v) for p, v in expected.items()}, seed
+    expected = exactly_once(db_url, bodies, seed)
     keys = {
         f"{p}_{name}": str(100 + expected[p])
         for p, name in query(db_url, "SELECT id, provider_name FROM initial_data")
