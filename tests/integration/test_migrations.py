@@ -59,6 +59,7 @@ LEDGERFLOW_TABLES = {
     "reconciliations",
     "load_pairs",  # a view: the distinct pairs detection reads (023)
     "shard_terms",  # each shard's term and holder (030)
+    "shard_counts",  # each queue's number of shards (030)
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import signal
 import threading
@@ -10,6 +11,7 @@ import click
 
 from ledgerflow.cli.common import log, prepare, run_or_explain, settings_of
 from ledgerflow.db.connections import connect_sync
+from ledgerflow.runtime.shards import agree_on_shards
 from ledgerflow.transactions.producer import Pace, produce, provider_ids, seed_example_data
 
 
@@ -57,6 +59,8 @@ def command(
                 if seed_example_data(conn):
                     log.info("producer.seeded", providers=2, transactions=3)
             providers = provider_ids(conn)
+        if sharded:
+            asyncio.run(agree_on_shards(settings))
         log.info("producer.starting", queue=settings.queue, random_seed=seed, rate=rate)
         sent = produce(
             settings.amqp_url,

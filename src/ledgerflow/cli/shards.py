@@ -10,6 +10,7 @@ import pika
 
 from ledgerflow.cli.common import run_or_explain, settings_of
 from ledgerflow.cluster.registry import HEARTBEAT_EVERY, workers
+from ledgerflow.cluster.shards import set_shard_count
 from ledgerflow.db.connections import connect
 from ledgerflow.messaging.rabbitmq import connection_parameters
 from ledgerflow.messaging.shards import ResizeRefused, resize_shards
@@ -31,6 +32,11 @@ def resize(ctx: click.Context, count: int) -> None:
     """
     settings = settings_of(ctx)
 
+    async def record(shards: int) -> None:
+        conn = await connect(settings.database_url, autocommit=True, connect_timeout=5)
+        async with conn:
+            await set_shard_count(conn, settings.queue, shards)
+
     async def running() -> list[str]:
         conn = await connect(settings.database_url, autocommit=True, connect_timeout=5)
         async with conn:
@@ -51,6 +57,7 @@ def resize(ctx: click.Context, count: int) -> None:
         finally:
             if connection.is_open:
                 connection.close()
+        asyncio.run(record(count))
         click.echo(json.dumps(done))
 
     run_or_explain(act)

@@ -58,3 +58,19 @@ SELECT s.queue, s.term, s.instance, s.acquired_at,
         WHERE b.queue = s.queue AND b.committed_at > now() - interval '1 minute')::bigint
            AS last_minute
 FROM ledgerflow.shard_terms s ORDER BY s.queue;
+
+-- name: claim_shard_count
+-- The queue's number of shards: this one if none was set, else the one set.
+WITH claimed AS (
+    INSERT INTO ledgerflow.shard_counts (queue, shards) VALUES (%(queue)s, %(shards)s)
+    ON CONFLICT (queue) DO NOTHING
+    RETURNING shards
+)
+SELECT shards FROM claimed
+UNION ALL
+SELECT shards FROM ledgerflow.shard_counts WHERE queue = %(queue)s
+LIMIT 1;
+
+-- name: set_shard_count
+INSERT INTO ledgerflow.shard_counts (queue, shards) VALUES (%(queue)s, %(shards)s)
+ON CONFLICT (queue) DO UPDATE SET shards = excluded.shards, set_at = now();

@@ -38,3 +38,28 @@ async def shard_terms(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]
     cursor = await conn.execute(QUERIES["shard_terms"])
     names = [c.name for c in cursor.description or ()]
     return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+
+
+class ShardCountMismatch(Exception):
+    """The queue's number of shards is not the one configured; says what to do."""
+
+
+async def claim_shard_count(conn: psycopg.AsyncConnection[Any], queue: str, shards: int) -> None:
+    """Agree on ``queue``'s number of shards: set it if none is, else raise
+    ShardCountMismatch when it is another (``ledgerflow shards resize`` changes it)."""
+    cursor = await conn.execute(QUERIES["claim_shard_count"], {"queue": queue, "shards": shards})
+    row = await cursor.fetchone()
+    await conn.commit()
+    found = int(row[0]) if row else shards
+    if found != shards:
+        raise ShardCountMismatch(
+            f"{queue} has {found} shards and LEDGERFLOW_SHARDS is {shards}: run"
+            f" `ledgerflow shards resize {shards}` (docs/scaling.md) or set"
+            f" LEDGERFLOW_SHARDS={found}"
+        )
+
+
+async def set_shard_count(conn: psycopg.AsyncConnection[Any], queue: str, shards: int) -> None:
+    """Record ``queue``'s new number of shards (``ledgerflow shards resize``)."""
+    await conn.execute(QUERIES["set_shard_count"], {"queue": queue, "shards": shards})
+    await conn.commit()

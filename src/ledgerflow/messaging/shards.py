@@ -66,17 +66,17 @@ def declare_shards(channel: pika.channel.Channel | Any, queue: str, shards: int)
         channel.queue_bind(name, exchange, routing_key=BINDING_WEIGHT)
 
 
-class ShardCountMismatch(Exception):
-    """The shards that exist are not the number configured; says what to do."""
+class MoreShardsThanConfigured(Exception):
+    """More shards exist than the number configured; says what to do."""
 
 
 def ensure_shards(connection: Any, queue: str, shards: int) -> None:
-    """Declare the shards (a blocking connection) unless another number of them exists:
-    binding more or fewer would move providers between shards while they hold messages
-    (``resize_shards`` is the way)."""
+    """Declare the shards (a blocking connection; the number agreed in the database, see
+    cluster/shards.py), unless more of them exist: their messages would be stranded
+    (``resize_shards`` is the way). Fewer may exist: another worker is declaring them."""
     found = existing_shards(connection, queue)
-    if found and len(found) != shards:
-        raise ShardCountMismatch(
+    if len(found) > shards:
+        raise MoreShardsThanConfigured(
             f"{len(found)} shards of {queue} exist and LEDGERFLOW_SHARDS is {shards}: run"
             f" `ledgerflow shards resize {shards}` (docs/scaling.md) or set"
             f" LEDGERFLOW_SHARDS={len(found)}"

@@ -20,7 +20,12 @@ import structlog
 
 from ledgerflow.cluster.leadership import LeadershipLost
 from ledgerflow.cluster.registry import HEARTBEAT_EVERY, workers
-from ledgerflow.cluster.shards import shard_fence, shard_terms, take_shard_term
+from ledgerflow.cluster.shards import (
+    claim_shard_count,
+    shard_fence,
+    shard_terms,
+    take_shard_term,
+)
 from ledgerflow.db.connections import DatabaseError, connect
 from ledgerflow.messaging.delivery import Delivery
 from ledgerflow.messaging.rabbitmq import BrokerError, QueueConsumer, connection_parameters
@@ -53,7 +58,7 @@ STAGGER_SECONDS = 0.5  # between a worker's consumers of its first shard and the
 
 def declare_topology(url: str, queue: str, shards: int) -> None:
     """Declare the exchange and the shards, over a short blocking connection; refuse
-    (ShardCountMismatch) when the shards that exist are another number."""
+    (MoreShardsThanConfigured) when more exist."""
     connection = None
     try:
         connection = pika.BlockingConnection(connection_parameters(url))
@@ -63,6 +68,14 @@ def declare_topology(url: str, queue: str, shards: int) -> None:
     finally:
         if connection is not None and connection.is_open:
             connection.close()
+
+
+async def agree_on_shards(settings: Settings) -> None:
+    """The queue's number of shards, claimed or checked in the database: workers started
+    together agree on it; one configured otherwise raises ShardCountMismatch."""
+    conn = await connect(settings.database_url)
+    async with conn:
+        await claim_shard_count(conn, settings.queue, settings.shards)
 
 
 class ShardWriter:
@@ -123,11 +136,12 @@ class ShardIngest:
         settings = self.settings
         while True:
             try:
+                await agree_on_shards(settings)
                 await asyncio.to_thread(
                     declare_topology, settings.amqp_url, settings.queue, settings.shards
                 )
                 break
-            except BrokerError as exc:
+            except (BrokerError, DatabaseError, psycopg.OperationalError) as exc:
                 log.warning("shards.declare_failed", error=str(exc))
                 await asyncio.sleep(RETRY_SECONDS * 2)
         rebalancing = asyncio.create_task(self._rebalance_forever(), name="shards:rebalance")
@@ -330,6 +344,7 @@ class Bridge:
         one-queue worker killed before its acknowledgement): RabbitMQ delivers them again,
         and only a one-queue worker recognises them."""
         settings = self.settings
+        await agree_on_shards(settings)
         await asyncio.to_thread(
             declare_topology, settings.amqp_url, settings.queue, settings.shards
         )

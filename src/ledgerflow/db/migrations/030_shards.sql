@@ -8,3 +8,12 @@ CREATE TABLE ledgerflow.shard_terms (
     instance TEXT NOT NULL,          -- the worker holding it
     acquired_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+
+-- How many shards each queue has: claimed by the first sharded worker (or producer) and
+-- changed only by `ledgerflow shards resize`, so that workers started together agree on
+-- it, and one configured otherwise refuses to start.
+CREATE TABLE ledgerflow.shard_counts (
+    queue TEXT PRIMARY KEY,          -- the original queue, incoming_transactions
+    shards INTEGER NOT NULL CHECK (shards > 0),
+    set_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
