@@ -111,9 +111,12 @@ ensure_plugins() {
   # reads its trades from streams. The consistent-hash exchange, also shipped, routes
   # providers to their shards (LEDGERFLOW_SHARDS). Enabled on a local broker we administer.
   local wanted="rabbitmq_stream rabbitmq_consistent_hash_exchange" missing_plugins=""
+  local enabled=""
   if command -v rabbitmq-plugins >/dev/null; then
-    local enabled
-    enabled=$(rabbitmq-plugins list -e -m 2>/dev/null || true)
+    # Needs the broker's Erlang cookie (root, or the rabbitmq user); otherwise unknown.
+    enabled=$(rabbitmq-plugins list -e -m 2>/dev/null | grep '^rabbitmq_' || true)
+  fi
+  if [ -n "$enabled" ]; then
     for plugin in $wanted; do
       echo "$enabled" | grep -qx "$plugin" || missing_plugins="$missing_plugins $plugin"
     done
