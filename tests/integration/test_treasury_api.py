@@ -40,6 +40,20 @@ async def seed(conn: psycopg.AsyncConnection[Any]) -> None:
     )
 
 
+async def seed_priced(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The positions of ``seed``, USD and UST10 priced, and a retail balance: an LCR of 30
+    (HQLA 150,000 over 5,000 of outflows)."""
+    await seed(conn)
+    await conn.execute(
+        "INSERT INTO ledgerflow.instruments (instrument, asset_class, hqla_level, currency, price)"
+        " VALUES ('USD', 'currency', '1', 'USD', 1), ('UST10', 'bond', '1', 'USD', 100)"
+    )
+    await conn.execute(
+        "INSERT INTO ledgerflow.treasury_balances (category, amount, updated_by)"
+        " VALUES ('retail_stable', 100000, 't')"
+    )
+
+
 async def test_the_lcr_positions_instruments_balances_and_adjustments_over_http(
     conn: psycopg.AsyncConnection[Any], db_url: str, redis_url: str
 ) -> None:
@@ -133,15 +147,7 @@ async def test_a_past_minute_answers_with_the_figures_recorded_then(
     conn: psycopg.AsyncConnection[Any], db_url: str, redis_url: str
 ) -> None:
     await conn.set_autocommit(True)
-    await seed(conn)
-    await conn.execute(
-        "INSERT INTO ledgerflow.instruments (instrument, asset_class, hqla_level, currency, price)"
-        " VALUES ('USD', 'currency', '1', 'USD', 1), ('UST10', 'bond', '1', 'USD', 100)"
-    )
-    await conn.execute(
-        "INSERT INTO ledgerflow.treasury_balances (category, amount, updated_by)"
-        " VALUES ('retail_stable', 100000, 't')"
-    )
+    await seed_priced(conn)
     earlier = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
     await record_minute(conn, earlier)
     await conn.execute("UPDATE ledgerflow.cash_positions SET amount = 0")  # cash gone now
@@ -177,15 +183,7 @@ async def test_a_minute_keeps_the_figures_its_last_change_left_and_each_is_sent(
     conn: psycopg.AsyncConnection[Any], db_url: str, redis_url: str
 ) -> None:
     await conn.set_autocommit(True)
-    await seed(conn)
-    await conn.execute(
-        "INSERT INTO ledgerflow.instruments (instrument, asset_class, hqla_level, currency, price)"
-        " VALUES ('USD', 'currency', '1', 'USD', 1), ('UST10', 'bond', '1', 'USD', 100)"
-    )
-    await conn.execute(
-        "INSERT INTO ledgerflow.treasury_balances (category, amount, updated_by)"
-        " VALUES ('retail_stable', 100000, 't')"
-    )
+    await seed_priced(conn)
     sent: list[dict[str, Any]] = []
     told: list[str] = []
 

@@ -91,16 +91,6 @@ class Replica:
     in_rotation: bool = False
     lag_seconds: float | None = None
     problem: str | None = "not checked yet"
-    reads: int = 0
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "url": shown(self.url),
-            "in_rotation": self.in_rotation,
-            "lag_seconds": self.lag_seconds,
-            "problem": self.problem,
-            "reads": self.reads,
-        }
 
 
 @dataclass
@@ -115,7 +105,6 @@ class ReadPools:
     application_name: str = "ledgerflow-api-read"
     metrics: ReplicaMetrics | None = None
     replicas: list[Replica] = field(default_factory=list)
-    primary_reads: int = 0
     _positions: deque[tuple[float, int]] = field(default_factory=deque)
     _turn: itertools.count[int] = field(default_factory=itertools.count)
     _checking: asyncio.Task[None] | None = None
@@ -171,11 +160,9 @@ class ReadPools:
                     self._out(replica, f"no connection: {exc}")  # the primary answers
             if replica is None or conn is None:
                 conn = await stack.enter_async_context(self.primary.connection())
-                self.primary_reads += 1
                 self._count("primary")
                 yield conn
                 return
-            replica.reads += 1
             self._count(shown(replica.url))
             try:
                 yield conn
@@ -264,7 +251,3 @@ class ReadPools:
             log.info("db.replica_in", replica=shown(replica.url), lag_seconds=lag)
         replica.in_rotation, replica.problem = True, None
         self._show(replica)
-
-    def status(self) -> list[dict[str, Any]]:
-        """Each replica's state, for status pages and tests."""
-        return [r.status() for r in self.replicas]
